@@ -1,0 +1,46 @@
+# One entry point for set-up and tests. `make test` on a fresh Debian/Ubuntu machine with
+# Python 3.11: creates .venv, installs the CPU torch build first (so the `torch>=2.3`
+# requirement does not pull a multi-GB CUDA build), the package in editable mode, the real
+# Fashion-MNIST (Debian package) when apt is available, then runs the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+BIN := $(VENV)/bin
+
+.PHONY: setup data test quickstart bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed data
+
+# Fashion-MNIST from Debian's package; skipped quietly where apt is missing (then point
+# SPECTRAL_STUDY_DATA at the IDX files, see README).
+data:
+	@if [ ! -f "$(FMNIST_DIR)/train-images-idx3-ubyte.gz" ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	  else \
+	    echo "apt-get not found: install Fashion-MNIST yourself (see README, 'Data')"; \
+	  fi; \
+	fi
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+quickstart: setup
+	$(BIN)/spectral-study run studies/quickstart.yaml
+
+bench: setup
+	$(BIN)/python benchmarks/layer_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
