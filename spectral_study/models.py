@@ -1,0 +1,198 @@
+"""Networks for every learning mode, built from a plain spec, with exact parameter counts.
+
+| mode               | free per layer (besides bias)                                  |
+| ------------------ | -------------------------------------------------------------- |
+| spectral-eigvals   | eigenvalues only (φ frozen at its random init)                  |
+| spectral-eigvecs   | φ only (eigenvalues frozen)                                     |
+| spectral-full      | φ and eigenvalues                                               |
+| dense              | every weight (standard training in direct space)                |
+| dense-restricted   | a random subset of the weights, as many as spectral-eigvals has |
+
+Biases, when on, are trained in every mode (SCIENCE.md: they count as free parameters).
+
+Initialisation defaults and why:
+- spectral modes: φ ~ U(−0.2, 0.2) and λ ~ U(−0.5, 0.5), the authors' 2020–21 code; the
+  resulting W has a spread close to Glorot's for the widths studied here, so spectral and dense
+  networks start on an equal footing. ``phi_init="glorot"`` / ``eigval_init="ones"`` give the
+  authors' 2022 variant (initial W = −φ).
+- dense modes: ``nn.Linear``'s default (U(±1/√in)), the standard a reader compares against;
+  dense-restricted keeps that init for its frozen weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spectral_study.spectral import EIGENVALUE_SETS, SpectralLinear
+
+MODES = ("spectral-eigvals", "spectral-eigvecs", "spectral-full", "dense", "dense-restricted")
+SPECTRAL_MODES = ("spectral-eigvals", "spectral-eigvecs", "spectral-full")
+ACTIVATIONS = ("linear", "relu", "tanh", "elu")
+
+_ACTIVATION_FUNCTIONS = {"linear": None, "relu": F.relu, "tanh": torch.tanh, "elu": F.elu}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What `build_model` needs; every field has the default a study file gets."""
+
+    mode: str
+    in_features: int = 784
+    n_classes: int = 10
+    widths: tuple[int, ...] = ()
+    activation: str = "relu"
+    eigenvalues: str = "both"
+    bias: bool = True
+    phi_init: str = "uniform"
+    phi_scale: float = 0.2
+    eigval_init: str = "uniform"
+    eigval_scale: float = 0.5
+    # Which weights dense-restricted trains is drawn from its own seed, so several random
+    # subsets can be compared at one initialisation (SCIENCE.md claim C3).
+    subset_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; available: {', '.join(MODES)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; available: {', '.join(ACTIVATIONS)}")
+        if self.eigenvalues not in EIGENVALUE_SETS:
+            raise ValueError(f"unknown eigenvalue set {self.eigenvalues!r}; available: {', '.join(EIGENVALUE_SETS)}")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if any(w < 1 for w in self.widths):
+            raise ValueError(f"hidden widths must be positive integers, got {list(self.widths)}")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (self.in_features, *self.widths, self.n_classes)
+
+
+class RestrictedLinear(nn.Module):
+    """A dense layer that trains only ``n_free`` randomly chosen weights.
+
+    The frozen weights live in a buffer and the free ones in a separate parameter scattered
+    into it on each forward pass, so the frozen entries stay bit-for-bit at their initial
+    values whatever the optimiser does (weight decay, momentum), and the trainable count is
+    exact by construction.
+    """
+
+    def __init__(self, in_features: int, out_features: int, n_free: int, *, bias: bool = True,
+                 generator: torch.Generator | None = None,
+                 subset_generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if not 0 <= n_free <= in_features * out_features:
+            raise ValueError(f"n_free must be in [0, {in_features * out_features}], got {n_free}")
+        self.in_features, self.out_features = in_features, out_features
+        dense = _dense_init(in_features, out_features, bias, generator)
+        chosen = torch.randperm(in_features * out_features, generator=subset_generator or generator)[:n_free]
+        chosen, _ = chosen.sort()
+        self.register_buffer("frozen_weight", dense.weight.detach().clone())
+        self.register_buffer("free_index", chosen)
+        self.free_weight = nn.Parameter(self.frozen_weight.view(-1)[chosen].clone())
+        self.bias = dense.bias
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.frozen_weight.view(-1).scatter(0, self.free_index, self.free_weight).view_as(self.frozen_weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def parameter_counts(self) -> tuple[int, int]:
+        n_bias = 0 if self.bias is None else self.bias.numel()
+        return self.free_weight.numel() + n_bias, self.frozen_weight.numel() + n_bias
+
+
+class Network(nn.Module):
+    """A stack of layers with one activation between them; the last layer gives logits."""
+
+    def __init__(self, layers: list[nn.Module], activation: str, spec: ModelSpec | None = None) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.activation = activation
+        self.spec = spec
+        self._act = _ACTIVATION_FUNCTIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.layers) - 1
+        for k, layer in enumerate(self.layers):
+            x = layer(x)
+            if k < last and self._act is not None:
+                x = self._act(x)
+        return x
+
+    def eigenvalue_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.layers if isinstance(layer, SpectralLinear)
+                for p in layer.eigenvalue_parameters()]
+
+
+def build_model(spec: ModelSpec | dict, *, seed: int = 0) -> Network:
+    """Build the network of ``spec`` (a `ModelSpec` or a dict of its fields), seeded."""
+    if isinstance(spec, dict):
+        spec = ModelSpec(**spec)
+    generator = torch.Generator().manual_seed(seed)
+    subset_generator = (torch.Generator().manual_seed(spec.subset_seed)
+                        if spec.subset_seed is not None else generator)
+    layers = []
+    for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:]):
+        if spec.mode in SPECTRAL_MODES:
+            layers.append(SpectralLinear(
+                n_in, n_out, eigenvalues=spec.eigenvalues,
+                train_eigvecs=spec.mode != "spectral-eigvals",
+                train_eigvals_in=spec.mode != "spectral-eigvecs",
+                train_eigvals_out=spec.mode != "spectral-eigvecs",
+                bias=spec.bias, phi_init=spec.phi_init, phi_scale=spec.phi_scale,
+                eigval_init=spec.eigval_init, eigval_scale=spec.eigval_scale, generator=generator))
+        elif spec.mode == "dense":
+            layers.append(_dense_init(n_in, n_out, spec.bias, generator))
+        else:
+            layers.append(RestrictedLinear(n_in, n_out, restricted_count(n_in, n_out, spec.eigenvalues),
+                                           bias=spec.bias, generator=generator,
+                                           subset_generator=subset_generator))
+    return Network(layers, spec.activation, spec)
+
+
+def eigenvalue_count(n_in: int, n_out: int, eigenvalues: str) -> int:
+    """Eigenvalues one transfer trains: both sets, or the receiving set only."""
+    return n_in + n_out if eigenvalues == "both" else n_out
+
+
+def restricted_count(n_in: int, n_out: int, eigenvalues: str) -> int:
+    """Free weights of a dense-restricted layer: as many as its spectral twin's eigenvalues,
+    capped at the layer's weights (a 1 → 10 layer has 11 eigenvalues but only 10 weights)."""
+    return min(eigenvalue_count(n_in, n_out, eigenvalues), n_in * n_out)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """Exact (trainable, total) scalar counts.
+
+    Layers that know better (`SpectralLinear`, `RestrictedLinear`) count themselves: a
+    restricted layer's frozen weights are part of its total though stored as a buffer, and a
+    fixed λ_in is a constant, counted in neither. Other modules count their parameters.
+    """
+    trainable = total = 0
+    counted: set[int] = set()
+    for module in model.modules():
+        if hasattr(module, "parameter_counts"):
+            t, n = module.parameter_counts()
+            trainable, total = trainable + t, total + n
+            counted.update(id(p) for p in module.parameters())
+    for p in model.parameters():
+        if id(p) not in counted:
+            total += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def _dense_init(n_in: int, n_out: int, bias: bool, generator: torch.Generator | None) -> nn.Linear:
+    """nn.Linear with its default init, drawn from ``generator`` for reproducibility."""
+    layer = nn.Linear(n_in, n_out, bias=bias)
+    bound = 1 / n_in ** 0.5
+    with torch.no_grad():
+        layer.weight.copy_((torch.rand(n_out, n_in, generator=generator) * 2 - 1) * bound)
+        if bias:
+            layer.bias.copy_((torch.rand(n_out, generator=generator) * 2 - 1) * bound)
+    return layer
