@@ -37,7 +37,91 @@ def _parser() -> argparse.ArgumentParser:
     trial = commands.add_parser("trial", help="run one trial from a YAML config and print its summary")
     trial.add_argument("config", type=Path)
     trial.set_defaults(handler=_trial)
+
+    validate = commands.add_parser("validate", help="check a study file and show what it would run (no Ray)")
+    validate.add_argument("study", type=Path)
+    validate.set_defaults(handler=_validate)
+
+    run = commands.add_parser("run", help="run a study on Ray Tune; results land in Parquet")
+    run.add_argument("study", type=Path)
+    run.add_argument("--address", help="Ray cluster to join ('auto', 'ray://host:10001'); "
+                                       "default: start an embedded local Ray")
+    run.add_argument("--storage", help="override the study's storage (a path or a URI such as s3://bucket/x)")
+    run.add_argument("--name", help="override the study's name (its results folder)")
+    run.set_defaults(handler=_run)
+
+    resume = commands.add_parser("resume", help="continue an interrupted study from its results folder")
+    resume.add_argument("path", help="results/<study> (or its _tune folder)")
+    resume.add_argument("--address", help="Ray cluster to join; default: an embedded local Ray")
+    resume.set_defaults(handler=_resume)
+
+    status = commands.add_parser("status", help="trials done / stopped / failed / diverged and the best so far")
+    status.add_argument("path", help="results/<study>")
+    status.set_defaults(handler=_status)
     return parser
+
+
+def _load_spec(path: Path, **overrides):
+    from spectral_study.study import StudyError, load_study
+
+    try:
+        spec = load_study(path)
+        if any(v is not None for v in overrides.values()):
+            spec = spec.with_overrides(**overrides)
+        return spec
+    except StudyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def _validate(args) -> int:
+    spec = _load_spec(args.study)
+    if spec is None:
+        return EXIT_BAD_INPUT
+    kind = (f"grid, {spec.search.repeats} seed(s) per cell" if spec.search.type == "grid"
+            else f"optuna {spec.search.sampler}, {spec.search.metric} {spec.search.direction}")
+    print(f"{args.study}: ok — study {spec.name!r}: {spec.trial_count()} trials ({kind}) on {spec.dataset.name}, "
+          f"{spec.training.epochs} epochs, scheduler {spec.scheduler.type}, results in {spec.storage}/{spec.name}")
+    return 0
+
+
+def _run(args) -> int:
+    spec = _load_spec(args.study, storage=args.storage, name=args.name)
+    if spec is None:
+        return EXIT_BAD_INPUT
+    # Ray is imported only now, after the study file has been checked.
+    from spectral_study.data import DatasetError
+    from spectral_study.tune import results_root, run_study
+
+    print(f"study {spec.name}: {spec.trial_count()} trials ({spec.search.type}), "
+          f"results -> {results_root(spec)}", flush=True)
+    try:
+        outcome = run_study(spec, address=args.address)
+    except DatasetError as error:
+        return _bad_input(f"{args.study}: dataset: {error}")
+    return 0 if outcome.statuses else 1
+
+
+def _resume(args) -> int:
+    from spectral_study.data import DatasetError
+    from spectral_study.tune import resume_study
+
+    try:
+        outcome = resume_study(args.path, address=args.address)
+    except (FileNotFoundError, DatasetError) as error:
+        return _bad_input(str(error))
+    return 0 if outcome.statuses else 1
+
+
+def _status(args) -> int:
+    from spectral_study.results import ResultsError
+    from spectral_study.status import study_status
+
+    try:
+        print(study_status(args.path))
+    except ResultsError as error:
+        return _bad_input(str(error))
+    return 0
 
 
 def _trial(args) -> int:

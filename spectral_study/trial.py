@@ -97,8 +97,8 @@ def run_trial(config: dict, report=None, *, checkpoint: dict | None = None, data
     report = report or no_report
     started = time.perf_counter()
     cfg = resolve_config(config)
-    if cfg["inject_failure"] == "always" or (cfg["inject_failure"] == "first_attempt" and checkpoint is None):
-        raise RuntimeError(f"injected failure ({cfg['inject_failure']}) for testing")
+    if cfg["inject_failure"] == "always":
+        raise RuntimeError("injected failure (always) for testing")
     device = pick_device(cfg["device"])
     if data is None:
         data = load_dataset(cfg["dataset"], path=cfg["data_path"], normalize=cfg["normalize"],
@@ -110,23 +110,29 @@ def run_trial(config: dict, report=None, *, checkpoint: dict | None = None, data
         torch.manual_seed(seed)
         model = build_model(setup.model_spec, seed=seed).to(device)
         trainers.append(Trainer(model, data, _with_seed(setup.train_config, seed)))
+    trainable, total = count_parameters(trainers[0].model)  # reported with every epoch
     history: list[dict] = []
     if checkpoint is not None:
         for trainer, state in zip(trainers, checkpoint["trainers"]):
             trainer.load_state_dict(state)
         history = list(checkpoint["history"])
-    status = "completed"
-    while trainers[0].epoch < setup.train_config.epochs:
+    status, summary = "completed", None
+    while summary is None:
         per_seed = [trainer.run_epoch() for trainer in trainers]
-        metrics = _mean_metrics(per_seed)
+        metrics = {**_mean_metrics(per_seed), "trainable_params": trainable, "total_params": total}
         history.append(metrics)
         if any(trainer.diverged for trainer in trainers):
             status = "diverged"
+        if status == "diverged" or trainers[0].epoch >= setup.train_config.epochs:
+            summary = summarize(cfg, trainers, history, status, device, time.perf_counter() - started)
         # The state references live tensors: a report that keeps it must serialise it now.
-        report(metrics, {"trainers": [t.state_dict() for t in trainers], "history": list(history)})
-        if status == "diverged":
-            break
-    return summarize(cfg, trainers, history, status, device, time.perf_counter() - started)
+        # The last report also carries the trial's summary (a study writes it as the trial ends).
+        report(metrics, {"trainers": [t.state_dict() for t in trainers], "history": list(history),
+                         "summary": summary})
+        if cfg["inject_failure"] == "first_attempt" and checkpoint is None:
+            # After the first report, so that the retry has a checkpoint to continue from.
+            raise RuntimeError("injected failure (first attempt) for testing")
+    return summary
 
 
 def summarize(cfg: dict, trainers: list, history: list[dict], status: str,

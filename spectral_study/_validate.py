@@ -1,0 +1,236 @@
+"""Readers for study files. Each checks one value and, if it is wrong, raises one `StudyError`
+naming the file, the field path, the value and what is allowed:
+
+    studies/x.yaml: model.widths[2]: got -4; expected a positive integer
+
+Nothing here knows the study schema (that is `spectral_study.study`); these are the building
+blocks: typed readers, the YAML loader, the storage and GPU-fraction checks.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+
+class StudyError(Exception):
+    """A study that cannot run, with one sentence saying where and why."""
+
+
+@dataclass(frozen=True)
+class At:
+    """Where a value sits: the file it came from and its field path (``model.widths[2]``)."""
+
+    source: str
+    path: str = ""
+
+    def key(self, name: str) -> At:
+        return At(self.source, f"{self.path}.{name}" if self.path else name)
+
+    def index(self, i: int) -> At:
+        return At(self.source, f"{self.path}[{i}]")
+
+    def fail(self, message: str) -> StudyError:
+        where = f"{self.source}: {self.path}" if self.path else self.source
+        return StudyError(f"{where}: {message}")
+
+    def error(self, value: Any, expected: str) -> StudyError:
+        return self.fail(f"got {value!r}; expected {expected}")
+
+
+def one_of(allowed: Sequence[Any]) -> str:
+    return "one of: " + ", ".join(str(a) for a in allowed)
+
+
+def table(at: At, value: Any, keys: Sequence[str], *, required: Mapping[str, str] | None = None,
+          hints: Mapping[str, str] | None = None) -> dict:
+    """A mapping whose keys are all in ``keys``; ``required`` maps a key to what it should hold,
+    ``hints`` maps a known-elsewhere key to why it is not allowed here."""
+    if not isinstance(value, Mapping):
+        raise at.error(value, f"a mapping with keys from: {', '.join(keys)}")
+    for key in value:
+        if key not in keys:
+            if isinstance(key, str) and hints and key in hints:
+                raise at.key(key).fail(f"got {value[key]!r}; expected no value here: {hints[key]}")
+            close = difflib.get_close_matches(str(key), keys, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise at.key(str(key)).fail(f"got unknown key {key!r}; expected {one_of(keys)}{hint}")
+    for key, expected in (required or {}).items():
+        if key not in value or value[key] is None:
+            raise at.key(key).fail(f"missing; expected {expected}")
+    return dict(value)
+
+
+def integer(at: At, value: Any, *, minimum: int = 0, maximum: int | None = None,
+            expected: str | None = None) -> int:
+    """An int (never a bool: YAML's ``true`` is an int to Python) within the bounds."""
+    if expected is None:
+        expected = ("a positive integer" if minimum == 1 and maximum is None else
+                    f"an integer >= {minimum}" if maximum is None else
+                    f"an integer from {minimum} to {maximum}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum):
+        raise at.error(value, expected)
+    return value
+
+
+def number(at: At, value: Any, *, above: float = 0.0, expected: str = "a positive number") -> float:
+    """A finite int or float (never a bool) strictly greater than ``above``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not value > above):
+        raise at.error(value, expected)
+    return float(value)
+
+
+def boolean(at: At, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise at.error(value, "true or false")
+    return value
+
+
+def text(at: At, value: Any, expected: str, *, pattern: str | None = None) -> str:
+    if not isinstance(value, str) or not value or (pattern and not re.fullmatch(pattern, value)):
+        raise at.error(value, expected)
+    return value
+
+
+def choice(at: At, value: Any, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise at.error(value, one_of(allowed))
+    return value
+
+
+def choices(at: At, value: Any, allowed: Sequence[str]) -> tuple[str, ...]:
+    """One allowed string, or a non-empty list of distinct ones."""
+    if isinstance(value, str):
+        return (choice(at, value, allowed),)
+    return distinct(at, value, lambda item_at, item: choice(item_at, item, allowed), one_of(allowed))
+
+
+def distinct(at: At, value: Any, read, expected: str) -> tuple:
+    """A non-empty list read item by item with ``read(at, item)``; duplicates are refused because
+    a grid would run the same trials twice."""
+    if not isinstance(value, list) or not value:
+        raise at.error(value, f"a non-empty list; each entry {expected}")
+    items = []
+    for i, item in enumerate(value):
+        parsed = read(at.index(i), item)
+        if parsed in items:
+            raise at.index(i).error(item, "each value once (a duplicate would repeat trials)")
+        items.append(parsed)
+    return tuple(items)
+
+
+# ---------------------------------------------------------------------------------- resources
+
+GPU_EXPECTED = ("0, a whole number of GPUs, or a fraction 1/n of one GPU "
+                "(0.5, 0.25, 0.2, 0.125, ...) so that trials share a GPU without leaving a remainder")
+
+
+def is_valid_gpu(gpu: Any) -> bool:
+    """Whether ``gpu`` is a GPU reservation Ray can pack without waste: 0, a whole number, or
+    1/n for a whole n (to Ray's resource precision of 1e-4, so 0.3333 counts as a third)."""
+    if isinstance(gpu, bool) or not isinstance(gpu, (int, float)) or not math.isfinite(gpu) or gpu < 0:
+        return False
+    if gpu == 0 or (gpu >= 1 and float(gpu).is_integer()):
+        return True
+    if gpu > 1:
+        return False
+    return abs(round(1 / gpu) * gpu - 1) <= 1e-4
+
+
+# ---------------------------------------------------------------------------------- storage
+
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(value: str) -> bool:
+    return _URI.match(value) is not None
+
+
+def check_storage(at: At, value: Any) -> str:
+    """A local directory (it, or its nearest existing parent, must be a writable directory) or a
+    URI pyarrow can open (s3://, gs://, file://, ...). Nothing is listed or written."""
+    storage = text(at, value, "a directory path or a URI such as s3://bucket/prefix")
+    if not is_uri(storage):
+        _check_local_dir(at, storage, storage)
+        return storage
+    import pyarrow.fs  # light, and needed by Ray anyway; kept out of `import spectral_study.study`
+
+    probe = storage
+    if storage.startswith("s3://") and "region=" not in storage:
+        # Without a region pyarrow asks AWS where the bucket lives (a network call that can take
+        # seconds or hang offline). Validation checks the URI's form only; Ray resolves the region.
+        probe += ("&" if "?" in storage else "?") + "region=us-east-1"
+    try:
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(probe)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... with a useful first line
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise at.fail(f"cannot use {storage!r}: {reason}") from None
+    if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+        _check_local_dir(at, storage, path)
+    return storage
+
+
+def _check_local_dir(at: At, shown: str, path: str) -> None:
+    probe = Path(path).expanduser()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise at.fail(f"cannot use {shown!r}: {str(probe)!r} exists and is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise at.fail(f"cannot use {shown!r}: directory {str(probe)!r} is not writable")
+
+
+# ---------------------------------------------------------------------------------- YAML
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys and reading ``1e-3`` as a float."""
+
+
+# YAML 1.1 (PyYAML) wants a dot in a float ("1.0e-3") and reads "1e-3" as a string; accept both.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, (str, int, float, bool)) or key is None:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    """The file's YAML document; unreadable files and syntax errors become a `StudyError` with
+    the file, line and column."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot read the study file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise StudyError(f"{path}: cannot read the study file: not UTF-8 text ({exc.reason})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise StudyError(f"{path}: {where}invalid YAML: {detail}") from None

@@ -1,0 +1,292 @@
+"""A study's results as Parquet: one fragment per trial and table, whole or absent.
+
+    writer = ResultsWriter("results/ablation")          # or "s3://bucket/results/ablation"
+    writer.write_trial(trial_id, "ablation", run_trial(config))
+    tables = load_results("results/ablation")            # {"trials": DataFrame, "epochs": ..., ...}
+
+Layout: ``<root>/<table>/<trial_id>.parquet`` for each table in `TABLES`, so pandas, pyarrow,
+polars and DuckDB read ``<root>/<table>`` as one dataset (docs/results.md lists every column).
+Each fragment is written under a hidden temporary name and renamed over its final name: a reader
+never sees half a fragment, readers skip names starting with "." by default, and writing a trial
+again (retry, resume) replaces its rows instead of adding to them. Every table has one fixed
+schema, so fragments agree on types even where one trial holds None and another a number.
+
+Only pyarrow, pandas and the standard library: the driver and a notebook read results without
+torch or Ray.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import re
+import uuid
+from datetime import datetime, timezone
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+TABLES = ("trials", "epochs", "spectra", "pruning")
+TERMINAL_STATUSES = frozenset({"completed", "stopped", "diverged", "failed"})
+PRODUCER = "spectral-study run STUDY.yaml"
+
+_KEYS = [pa.field("study", pa.string()), pa.field("trial_id", pa.string(), nullable=False)]
+SCHEMAS = {
+    "trials": pa.schema(_KEYS + [
+        # The flattened resolved config: the columns an analysis groups and filters by.
+        ("dataset", pa.string()), ("mode", pa.string()), ("widths", pa.string()),
+        ("n_hidden_layers", pa.int64()), ("width", pa.int64()), ("activation", pa.string()),
+        ("eigenvalues", pa.string()), ("bias", pa.bool_()), ("phi_init", pa.string()),
+        ("eigval_init", pa.string()), ("optimizer", pa.string()), ("lr", pa.float64()),
+        ("lr_eigvals", pa.float64()), ("batch_size", pa.int64()), ("epochs", pa.int64()),
+        ("seed", pa.int64()), ("repeats", pa.int64()), ("device_requested", pa.string()),
+        ("normalize", pa.string()), ("subset_seed", pa.int64()), ("cell", pa.string()),
+        # The outcome.
+        ("status", pa.string()), ("epochs_completed", pa.int64()),
+        ("final_test_accuracy", pa.float64()), ("best_test_accuracy", pa.float64()),
+        ("final_train_loss", pa.float64()), ("trainable_params", pa.int64()),
+        ("total_params", pa.int64()), ("wall_seconds", pa.float64()),
+        # Where and with what it ran.
+        ("device", pa.string()), ("host", pa.string()), ("node_id", pa.string()),
+        ("attempt", pa.int64()), ("error", pa.string()), ("python_version", pa.string()),
+        ("torch_version", pa.string()), ("ray_version", pa.string()),
+        ("package_version", pa.string()), ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("config_json", pa.string()),
+    ]),
+    "epochs": pa.schema(_KEYS + [
+        ("epoch", pa.int64()), ("train_loss", pa.float64()), ("train_accuracy", pa.float64()),
+        ("test_loss", pa.float64()), ("test_accuracy", pa.float64()),
+        ("best_test_accuracy", pa.float64()), ("epoch_seconds", pa.float64()),
+    ]),
+    "spectra": pa.schema(_KEYS + [
+        ("layer", pa.int64()), ("side", pa.string()), ("node", pa.int64()),
+        ("eigenvalue", pa.float64()), ("trained", pa.bool_()),
+    ]),
+    "pruning": pa.schema(_KEYS + [
+        ("protocol", pa.string()), ("method", pa.string()), ("fraction", pa.float64()),
+        ("nodes_kept", pa.int64()), ("test_accuracy", pa.float64()),
+    ]),
+}
+# Config keys copied as they are (the rest is derived, or only in config_json).
+_CONFIG_COLUMNS = ("dataset", "mode", "activation", "eigenvalues", "bias", "phi_init", "eigval_init",
+                   "optimizer", "lr", "lr_eigvals", "batch_size", "epochs", "seed", "repeats",
+                   "normalize", "subset_seed", "cell")
+_SUMMARY_COLUMNS = ("epochs_completed", "final_test_accuracy", "best_test_accuracy", "final_train_loss",
+                    "trainable_params", "total_params", "wall_seconds", "device", "host")
+# Runner facts `extra` may set: any trial column but the keys, the ones write_trial has an
+# argument for, and those the config determines.
+_EXTRA_KEYS = {"config", "trial_id"} | (set(SCHEMAS["trials"].names) - {
+    "study", "trial_id", "status", "error", "config_json", "widths", "n_hidden_layers", "width",
+    "device_requested", *_CONFIG_COLUMNS})
+# Integers and flags as pandas' nullable types: a failed trial's missing seed is <NA>, and does
+# not turn the whole seed column into floats.
+_NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+# A trial id becomes a file name: no separators, and no leading "." (readers would skip it).
+_TRIAL_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=-]*")
+
+
+class ResultsError(Exception):
+    """Results that cannot be written or read (names the path and what to do)."""
+
+
+class ResultsWriter:
+    """Writes a study's per-trial fragments under ``root`` (a local path or a pyarrow URI)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = os.fspath(root)
+        self.fs, self.path = _filesystem(root)
+
+    def write_trial(self, trial_id: str, study: str | None, summary: dict | None, *,
+                    status: str | None = None, error: str | None = None,
+                    epochs: list[dict] | None = None, extra: dict | None = None) -> None:
+        """Write (or replace) every table's fragment of one trial.
+
+        ``summary`` is what `run_trial` returned; None for a trial that failed or was stopped
+        before it could return, whose row is built from ``extra["config"]`` and the ``epochs``
+        it reported. ``status`` overrides the summary's (e.g. "stopped" by ASHA; default
+        "failed" without a summary). ``extra`` adds runner facts (node_id, attempt, ray_version…).
+        The trials row is written last: a trial counts as done (`completed_trial_ids`) only once
+        all its other fragments are in place.
+        """
+        if not isinstance(trial_id, str) or not _TRIAL_ID.fullmatch(trial_id):
+            raise ResultsError(f"trial_id must match {_TRIAL_ID.pattern} (it names a file), got {trial_id!r}")
+        extra = dict(extra or {})
+        unknown = sorted(set(extra) - _EXTRA_KEYS)
+        if unknown:
+            raise ResultsError(f"unknown extra key(s) {unknown}; allowed: {sorted(_EXTRA_KEYS)}")
+        if extra.pop("trial_id", trial_id) != trial_id:
+            raise ResultsError(f"extra['trial_id'] disagrees with trial_id {trial_id!r}")
+        summary = summary or {}
+        history = list(epochs if epochs is not None else summary.get("history") or [])
+        keys = {"study": study, "trial_id": trial_id}
+        row = _trial_row(summary, history, extra, status, error)
+        self._write("epochs", trial_id, [{**h, **keys} for h in history])
+        self._write("spectra", trial_id, [{**s, **keys} for s in summary.get("spectra") or []])
+        self._write("pruning", trial_id, [{**p, **keys} for p in summary.get("pruning") or []])
+        self._write("trials", trial_id, [{**row, **keys}])
+
+    def _write(self, table: str, trial_id: str, rows: list[dict]) -> None:
+        """Write one fragment atomically; no rows means no fragment (a stale one is removed)."""
+        directory = f"{self.path}/{table}"
+        final = f"{directory}/{trial_id}.parquet"
+        if not rows:
+            if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
+                self.fs.delete_file(final)
+            return
+        schema = SCHEMAS[table]
+        data = pa.Table.from_pylist([{f.name: _coerce(r.get(f.name), f.type) for f in schema}
+                                     for r in rows], schema=schema)
+        self.fs.create_dir(directory, recursive=True)
+        temporary = f"{directory}/.{trial_id}.parquet.tmp-{uuid.uuid4().hex}"
+        try:
+            pq.write_table(data, temporary, filesystem=self.fs)
+            if isinstance(self.fs, pafs.LocalFileSystem):
+                os.replace(temporary, final)  # atomic over an existing fragment, on every OS
+            else:
+                self.fs.move(temporary, final)  # object stores: the final PUT is whole or absent
+        except BaseException:
+            if self.fs.get_file_info(temporary).type != pafs.FileType.NotFound:
+                self.fs.delete_file(temporary)
+            raise
+
+
+def load_results(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """Every table of a study's results; a table no trial wrote is an empty frame."""
+    fs, root = _existing(path)
+    tables = {name: _read(fs, root, name) for name in TABLES}
+    if all(len(frame) == 0 for frame in tables.values()):
+        raise ResultsError(f"{os.fspath(path)}: holds no results (no {'/'.join(TABLES)} fragments); "
+                           f"`{PRODUCER}` writes them")
+    return tables
+
+
+def load_table(path: str | os.PathLike, name: str) -> pd.DataFrame:
+    """One table of a study's results (empty, with its columns, if no trial wrote it)."""
+    if name not in TABLES:
+        raise ResultsError(f"unknown results table {name!r}; available: {', '.join(TABLES)}")
+    fs, root = _existing(path)
+    return _read(fs, root, name)
+
+
+def completed_trial_ids(path: str | os.PathLike, *,
+                        statuses: frozenset[str] = TERMINAL_STATUSES) -> set[str]:
+    """Trial ids whose trials row has one of ``statuses``: what a resume must not run again.
+
+    An existing root with no trials yet gives an empty set; a missing root is an error, so a
+    mistyped path does not silently rerun a whole study.
+    """
+    fs, root = _existing(path)
+    frame = _read(fs, root, "trials", columns=["trial_id", "status"])
+    return set(frame.loc[frame["status"].isin(statuses), "trial_id"])
+
+
+def _trial_row(summary: dict, history: list[dict], extra: dict, status: str | None,
+               error: str | None) -> dict:
+    """The flat trials row: config columns, outcome, environment, runner facts."""
+    config = dict(summary.get("config") or extra.pop("config", None) or {})
+    extra.pop("config", None)
+    widths = _widths(config.get("widths"))
+    row = {key: config.get(key) for key in _CONFIG_COLUMNS}
+    row.update(widths="-".join(map(str, widths)) if widths is not None else None,
+               n_hidden_layers=len(widths) if widths is not None else None,
+               width=(widths[0] if widths else 0) if widths is not None else None,
+               device_requested=config.get("device"),
+               config_json=json.dumps(config, sort_keys=True, default=str))
+    if summary:
+        row.update({key: summary.get(key) for key in _SUMMARY_COLUMNS})
+        versions = summary.get("versions") or {}
+        row.update(python_version=versions.get("python"), torch_version=versions.get("torch"))
+    elif history:  # a failed or stopped trial: what its reported epochs say
+        tested = [h["test_accuracy"] for h in history if _finite(h.get("test_accuracy"))]
+        row.update(epochs_completed=len(history), final_test_accuracy=history[-1].get("test_accuracy"),
+                   best_test_accuracy=max(tested, default=None),
+                   final_train_loss=history[-1].get("train_loss"))
+    else:
+        row.update(epochs_completed=0)
+    row.update(status=status or summary.get("status") or "failed", error=error,
+               package_version=_package_version(),
+               finished_at=datetime.now(timezone.utc))
+    row.update(extra)
+    return row
+
+
+def _widths(value) -> list[int] | None:
+    """Hidden widths from a list, an int, or "256-128"; None if unreadable (kept in config_json)."""
+    try:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "[]")):
+            return []
+        if isinstance(value, str):
+            return [int(part) for part in value.split("-")]
+        if isinstance(value, int):
+            return [value]
+        return [int(w) for w in value]
+    except (TypeError, ValueError):
+        return None
+
+
+def _coerce(value, type_: pa.DataType):
+    """A value as the column's type, or None: a result is recorded even if one field is odd."""
+    if value is None:
+        return None
+    try:
+        if pa.types.is_boolean(type_):
+            return bool(value) if value in (True, False) else None
+        if pa.types.is_integer(type_):
+            return int(value) if float(value).is_integer() else None
+        if pa.types.is_floating(type_):
+            return float(value)
+        if pa.types.is_string(type_):
+            return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        if pa.types.is_timestamp(type_):
+            return value if isinstance(value, datetime) else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _package_version() -> str | None:
+    try:
+        return importlib.metadata.version("spectral-study")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _filesystem(root) -> tuple[pafs.FileSystem, str]:
+    """A URI through pyarrow (s3://, gs://, file://…); a plain path as an absolute local one."""
+    text = os.fspath(root)
+    if "://" not in text:
+        return pafs.LocalFileSystem(), os.path.abspath(text)
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
+        raise ResultsError(f"{text}: not a results location pyarrow can open ({error})") from None
+    return fs, path.rstrip("/")
+
+
+def _existing(path) -> tuple[pafs.FileSystem, str]:
+    fs, root = _filesystem(path)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        raise ResultsError(f"{os.fspath(path)}: no results folder there; `{PRODUCER}` writes one")
+    return fs, root
+
+
+def _read(fs: pafs.FileSystem, root: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read one table's fragments with its fixed schema; hidden temporaries and other files are
+    skipped, and a column added to the schema later reads as null in older fragments."""
+    schema = SCHEMAS[name]
+    directory = f"{root}/{name}"
+    if fs.get_file_info(directory).type != pafs.FileType.Directory:
+        return schema.empty_table().select(columns or schema.names).to_pandas(types_mapper=_NULLABLE.get)
+    files = sorted(info.path for info in fs.get_file_info(pafs.FileSelector(directory))
+                   if info.is_file and info.base_name.endswith(".parquet")
+                   and not info.base_name.startswith((".", "_")))
+    table = ds.dataset(files, schema=schema, format="parquet", filesystem=fs).to_table(columns=columns)
+    return table.to_pandas(types_mapper=_NULLABLE.get)
