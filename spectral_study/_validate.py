@@ -179,7 +179,7 @@ def check_storage(at: At, value: Any) -> str:
 
 
 def _check_local_dir(at: At, shown: str, path: str) -> None:
-    probe = Path(path).expanduser()
+    probe = Path(path)
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():

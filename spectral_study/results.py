@@ -11,8 +11,7 @@ never sees half a fragment, readers skip names starting with "." by default, and
 again (retry, resume) replaces its rows instead of adding to them. Every table has one fixed
 schema, so fragments agree on types even where one trial holds None and another a number.
 
-Only pyarrow, pandas and the standard library: the driver and a notebook read results without
-torch or Ray.
+Only pyarrow, pandas and the standard library here (no Ray): any process can read results.
 """
 from __future__ import annotations
 
@@ -29,6 +28,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from spectral_study.widths import decode_widths
 
 TABLES = ("trials", "epochs", "spectra", "pruning")
 TERMINAL_STATUSES = frozenset({"completed", "stopped", "diverged", "failed"})
@@ -215,16 +216,10 @@ def _trial_row(summary: dict, history: list[dict], extra: dict, status: str | No
 
 
 def _widths(value) -> list[int] | None:
-    """Hidden widths from a list, an int, or "256-128"; None if unreadable (kept in config_json)."""
+    """Hidden widths in any form; None if unreadable (the raw value stays in config_json)."""
     try:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "[]")):
-            return []
-        if isinstance(value, str):
-            return [int(part) for part in value.split("-")]
-        if isinstance(value, int):
-            return [value]
-        return [int(w) for w in value]
-    except (TypeError, ValueError):
+        return [] if value is None else decode_widths(value)
+    except ValueError:
         return None
 
 

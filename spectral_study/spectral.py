@@ -164,7 +164,7 @@ class SpectralLinear(nn.Module):
         Node order: the ``in`` sending nodes first, then the ``out`` receiving nodes, so the
         lower-left block A[in:, :in] is the layer's weight W.
         """
-        n_in, n = self.in_features, self.in_features + self.out_features
+        n = self.in_features + self.out_features
         phi_full = self.eigenvector_matrix()
         lam = torch.diag(torch.cat([self.lambda_in, self.lambda_out]))
         phi_inverse = 2 * torch.eye(n, dtype=phi_full.dtype, device=phi_full.device) - phi_full

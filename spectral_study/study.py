@@ -22,10 +22,11 @@ from spectral_study._validate import (GPU_EXPECTED, At, StudyError, boolean, che
 from spectral_study.data import DATASETS, NORMALIZATIONS
 from spectral_study.models import ACTIVATIONS, EIGENVALUE_SETS, MODES, SPECTRAL_MODES
 from spectral_study.train import METRICS, OPTIMIZERS
+from spectral_study.widths import decode_widths, encode_widths
 
 __all__ = ["StudyError", "StudySpec", "DatasetSpec", "ModelAxes", "TrainingSpec", "PerMode",
            "SearchSpec", "SpaceSpec", "FloatRange", "SchedulerSpec", "ResourceSpec", "PruningSpec",
-           "load_study", "parse_study", "decode_widths", "encode_widths", "is_valid_gpu",
+           "load_study", "parse_study", "decode_widths", "encode_widths", "cell_label", "is_valid_gpu",
            "TRIAL_CONFIG_KEYS", "EIGVAL_MODES", "PRUNING_METHODS"]
 
 # Modes whose eigenvalues are trained, so lr_eigvals means something (spectral-eigvecs freezes them).
@@ -44,29 +45,6 @@ Widths = tuple[int, ...]
 
 
 # ---------------------------------------------------------------------------------- widths
-
-def decode_widths(value: Any) -> list[int]:
-    """Hidden widths from a list (``[256, 128]``) or its Optuna encoding (``"256-128"``;
-    ``"none"`` or ``""`` for a perceptron). A single int is one hidden layer."""
-    if isinstance(value, str):
-        if value.strip().lower() in ("", "none"):
-            return []
-        parts = value.split("-")
-        if not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"cannot decode widths {value!r}; expected e.g. '256-128' or 'none'")
-        value = [int(p) for p in parts]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(
-            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in value):
-        raise ValueError(f"cannot decode widths {value!r}; expected a list of positive integers")
-    return list(value)
-
-
-def encode_widths(widths: Widths | list[int]) -> str:
-    """The Optuna-categorical form of a widths list: ``[256, 128] -> "256-128"``, ``[] -> "none"``."""
-    return "-".join(str(w) for w in widths) or "none"
-
 
 def cell_label(mode: str, widths: Widths | list[int], activation: str, eigenvalues: str,
                seed: int, repeats: int = 1) -> str:
@@ -476,13 +454,14 @@ _OPTUNA_ONLY = ("n_trials", "sampler", "storage", "space")
 
 def _search(at: At, value: Any, model: ModelAxes, training: TrainingSpec) -> SearchSpec:
     keys = ("type", "repeats", "seed", "metric", "direction")
-    kind = choice(at.key("type"), value.get("type", "grid"), SEARCH_TYPES) if isinstance(value, Mapping) else "grid"
+    kind = "grid"
+    if isinstance(value, Mapping):  # otherwise `table` below says what a search should be
+        kind = choice(at.key("type"), value.get("type", "grid"), SEARCH_TYPES)
     if kind == "optuna":
         raw = table(at, value, keys + _OPTUNA_ONLY,
                     required={"n_trials": "a positive integer (how many Optuna trials to run)"})
     else:
         raw = table(at, value, keys, hints={k: "only for search.type optuna" for k in _OPTUNA_ONLY})
-        kind = "grid"
     metric = choice(at.key("metric"), raw.get("metric", "test_accuracy"), METRICS)
     default_direction = "min" if metric.endswith(("_loss", "_seconds")) else "max"
     spec = SearchSpec(

@@ -20,6 +20,7 @@ import torch
 from spectral_study.data import load_dataset
 from spectral_study.models import ModelSpec, SpectralLinear, build_model, count_parameters
 from spectral_study.train import METRICS, TrainConfig, Trainer, no_report
+from spectral_study.widths import decode_widths
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -55,27 +56,15 @@ def resolve_config(config: dict) -> dict:
     if unknown:
         raise TrialConfigError(f"unknown trial config key(s) {unknown}; allowed: {sorted(TRIAL_DEFAULTS)}")
     resolved = {**TRIAL_DEFAULTS, **config}
-    resolved["widths"] = decode_widths(resolved["widths"])
+    try:
+        resolved["widths"] = decode_widths(resolved["widths"])
+    except ValueError as error:
+        raise TrialConfigError(f"widths: {error}") from None
     if resolved["device"] not in DEVICES:
         raise TrialConfigError(f"device must be one of {DEVICES}, got {resolved['device']!r}")
     if not isinstance(resolved["repeats"], int) or resolved["repeats"] < 1:
         raise TrialConfigError(f"repeats must be a positive integer, got {resolved['repeats']!r}")
     return resolved
-
-
-def decode_widths(value) -> list[int]:
-    """Hidden widths from a list, an int, or Optuna's categorical string form "256-128"."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("", "none", "[]"):
-            return []
-        try:
-            return [int(part) for part in text.split("-")]
-        except ValueError:
-            raise TrialConfigError(f"widths {value!r}: expected integers joined by '-', e.g. '256-128'") from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [value]
-    return [int(w) for w in value]
 
 
 def pick_device(requested: str) -> torch.device:

@@ -36,7 +36,6 @@ from ray import tune  # noqa: E402
 
 from spectral_study.data import load_dataset  # noqa: E402
 from spectral_study.progress import StudyCallback  # noqa: E402
-from spectral_study.results import ResultsWriter  # noqa: E402
 from spectral_study.study import StudySpec, load_study  # noqa: E402
 
 EXPERIMENT_DIR = "_tune"

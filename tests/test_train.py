@@ -2,7 +2,6 @@
 import math
 
 import pytest
-import torch
 
 from spectral_study.data import load_dataset
 from spectral_study.models import ModelSpec, build_model

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from spectral_study.trial import TrialConfigError, decode_widths, run_trial
+from spectral_study.trial import TrialConfigError, run_trial
 
 SMALL = {"dataset": "synthetic", "synthetic_size": [600, 200], "widths": [16], "epochs": 2,
          "lr_eigvals": 0.05}
@@ -68,15 +68,28 @@ def test_bad_trial_configs_name_the_problem(bad, match):
         run_trial({**SMALL, **bad})
 
 
-def test_decode_widths_forms():
-    assert decode_widths("256-128") == [256, 128]
-    assert decode_widths("") == decode_widths("none") == decode_widths([]) == []
-    assert decode_widths(64) == [64]
+def test_widths_in_optuna_string_form_are_decoded():
+    summary = run_trial({**SMALL, "mode": "dense", "widths": "16-8", "epochs": 1})
+    assert summary["config"]["widths"] == [16, 8] and summary["trainable_params"] == 784 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
 
 
-def test_injected_failure_for_fault_tests():
-    with pytest.raises(RuntimeError, match="injected"):
-        run_trial({**SMALL, "mode": "dense", "inject_failure": "first_attempt"})
+def test_injected_failures_for_fault_tests():
+    states = []
+    with pytest.raises(RuntimeError, match="first attempt"):
+        run_trial({**SMALL, "mode": "dense", "inject_failure": "first_attempt"},
+                  lambda m, s: states.append(copy.deepcopy(s)))
+    assert len(states) == 1  # it failed after reporting epoch 1: a retry has a checkpoint
+    retried = run_trial({**SMALL, "mode": "dense", "inject_failure": "first_attempt"}, checkpoint=states[0])
+    assert retried["status"] == "completed" and retried["epochs_completed"] == 2
+    with pytest.raises(RuntimeError, match="always"):
+        run_trial({**SMALL, "mode": "dense", "inject_failure": "always"}, checkpoint=states[0])
+
+
+def test_last_report_carries_the_summary():
+    states = []
+    summary = run_trial({**SMALL, "mode": "dense"}, lambda m, s: states.append(s))
+    assert [s["summary"] is None for s in states] == [True, False]
+    assert states[-1]["summary"] is summary
 
 
 def test_cli_trial_prints_the_summary(tmp_path):
