@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from spectral_study.widths import decode_widths
 
-TABLES = ("trials", "epochs", "spectra", "pruning")
+TABLES = ("trials", "epochs", "spectra", "pruning", "weights")
 TERMINAL_STATUSES = frozenset({"completed", "stopped", "diverged", "failed"})
 PRODUCER = "spectral-study run STUDY.yaml"
 
@@ -66,6 +66,12 @@ SCHEMAS = {
     "spectra": pa.schema(_KEYS + [
         ("layer", pa.int64()), ("side", pa.string()), ("node", pa.int64()),
         ("eigenvalue", pa.float64()), ("trained", pa.bool_()),
+    ]),
+    # Trained direct-space weights W, kept only for perceptrons (no hidden layer: 784 × 10
+    # values), which is what the weight-distribution analysis (claim C3) compares.
+    "weights": pa.schema(_KEYS + [
+        ("layer", pa.int64()), ("row", pa.int64()), ("col", pa.int64()), ("weight", pa.float64()),
+        ("trainable", pa.bool_()),
     ]),
     "pruning": pa.schema(_KEYS + [
         ("protocol", pa.string()), ("method", pa.string()), ("fraction", pa.float64()),
@@ -128,6 +134,7 @@ class ResultsWriter:
         self._write("epochs", trial_id, [{**h, **keys} for h in history])
         self._write("spectra", trial_id, [{**s, **keys} for s in summary.get("spectra") or []])
         self._write("pruning", trial_id, [{**p, **keys} for p in summary.get("pruning") or []])
+        self._write("weights", trial_id, [{**w, **keys} for w in summary.get("weights") or []])
         self._write("trials", trial_id, [{**row, **keys}])
 
     def _write(self, table: str, trial_id: str, rows: list[dict]) -> None:

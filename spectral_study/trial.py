@@ -19,6 +19,7 @@ import torch
 
 from spectral_study.data import load_dataset
 from spectral_study.models import ModelSpec, SpectralLinear, build_model, count_parameters
+from spectral_study import pruning
 from spectral_study.train import METRICS, TrainConfig, Trainer, no_report
 from spectral_study.widths import decode_widths
 
@@ -64,6 +65,10 @@ def resolve_config(config: dict) -> dict:
         raise TrialConfigError(f"device must be one of {DEVICES}, got {resolved['device']!r}")
     if not isinstance(resolved["repeats"], int) or resolved["repeats"] < 1:
         raise TrialConfigError(f"repeats must be a positive integer, got {resolved['repeats']!r}")
+    try:
+        resolved["pruning"] = pruning.check_config(resolved["pruning"])
+    except ValueError as error:
+        raise TrialConfigError(f"pruning: {error}") from None
     return resolved
 
 
@@ -113,7 +118,10 @@ def run_trial(config: dict, report=None, *, checkpoint: dict | None = None, data
         if any(trainer.diverged for trainer in trainers):
             status = "diverged"
         if status == "diverged" or trainers[0].epoch >= setup.train_config.epochs:
+            # Pruning rows (SCIENCE.md §2) only for a trained network: a diverged one has none.
+            rows = pruning.trial_rows(cfg, trainers) if status == "completed" else []
             summary = summarize(cfg, trainers, history, status, device, time.perf_counter() - started)
+            summary["pruning"] = rows
         # The state references live tensors: a report that keeps it must serialise it now.
         # The last report also carries the trial's summary (a study writes it as the trial ends).
         report(metrics, {"trainers": [t.state_dict() for t in trainers], "history": list(history),
@@ -144,6 +152,7 @@ def summarize(cfg: dict, trainers: list, history: list[dict], status: str,
         "host": socket.gethostname(),
         "history": history,
         "spectra": spectra(trainers[0].model),
+        "weights": perceptron_weights(trainers[0].model),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
 
@@ -159,6 +168,26 @@ def spectra(model) -> list[dict]:
                 rows.append({"layer": layer_index, "side": side, "node": node, "eigenvalue": value,
                              "trained": isinstance(values, torch.nn.Parameter) and values.requires_grad})
     return rows
+
+
+def perceptron_weights(model) -> list[dict]:
+    """Every trained weight W[i, j] of a perceptron (one layer), for weight-distribution
+    analysis; empty for deeper networks (their weights are too many to keep per trial)."""
+    layers = getattr(model, "layers", [])
+    if len(layers) != 1:
+        return []
+    layer = layers[0]
+    weight = layer.weight.detach().cpu()
+    trainable = torch.ones_like(weight, dtype=torch.bool)
+    if hasattr(layer, "free_index"):  # dense-restricted: only the chosen subset was trained
+        trainable = torch.zeros(weight.numel(), dtype=torch.bool)
+        trainable[layer.free_index.cpu()] = True
+        trainable = trainable.view_as(weight)
+    elif isinstance(layer, SpectralLinear):
+        trainable[:] = layer.phi.requires_grad or layer.lambda_out.requires_grad
+    rows, cols = weight.shape
+    return [{"layer": 0, "row": i, "col": j, "weight": float(weight[i, j]), "trainable": bool(trainable[i, j])}
+            for i in range(rows) for j in range(cols)]
 
 
 def _setup(cfg: dict, data) -> TrialSetup:

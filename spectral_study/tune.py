@@ -208,8 +208,19 @@ def _fit(tuner: tune.Tuner, root: str, echo) -> StudyOutcome:
     seconds = time.perf_counter() - started
     counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "no trials"
     echo(f"done in {seconds:.0f} s: {counts}")
+    if len(trials):
+        echo(result_table(trials))
     echo(f"results: {root}  (spectral_study.results.load_results, or pandas.read_parquet('{root}/trials'))")
     return StudyOutcome(results=root, statuses=statuses, seconds=seconds)
+
+
+def result_table(trials) -> str:
+    """Final test accuracy per mode (rows) and hidden widths (columns), mean over seeds."""
+    table = trials.pivot_table(index="mode", columns="widths", values="final_test_accuracy",
+                               aggfunc="mean")
+    table = table[sorted(table.columns, key=lambda w: [int(x) for x in w.split("-")] if w else [])]
+    table.columns = [f"w={w or 'none'}" for w in table.columns]
+    return "final test accuracy (mean over seeds):\n" + table.to_string(float_format="{:.4f}".format)
 
 
 def _load_data(spec: StudySpec, echo):

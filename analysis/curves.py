@@ -1,0 +1,198 @@
+"""Test accuracy against trainable parameters and against hidden width, one line per mode.
+
+    python analysis/curves.py results/fmnist-widths-relu [results/fmnist-widths-linear ...] [--out DIR]
+        [--metric final_test_accuracy|best_test_accuracy] [--hidden-layers 1]
+
+The paper's main figure (SCIENCE.md, claims C1 and C2): for every dataset, one panel per
+activation, one line per learning mode (and per eigenvalue set when several were run), the mean
+over seeds with a shaded 95 % percentile-bootstrap band. Writes, under --out (default
+<first RESULTS_DIR>/analysis):
+
+    curves_<dataset>_params.png   accuracy vs trainable parameters (log x), every depth
+    curves_<dataset>_width.png    accuracy vs first hidden width (log x), --hidden-layers deep only
+    curves.md                     mode x widths tables, "mean [low, high] (n)"
+    curves.csv                    the same summary, tidy: the figures can be redrawn from it
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python analysis/curves.py`: import from the repository root
+    _ROOT = str(Path(__file__).resolve().parents[1])
+    sys.path[:] = [_ROOT] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np
+import pandas as pd
+
+from analysis import _report
+from analysis.stats import AnalysisError, load, require_columns, summarize
+
+BY = ["dataset", "activation", "variant", "mode", "n_hidden_layers", "widths", "width"]
+HINT = ("run a width study, e.g. studies/fmnist-widths-relu.yaml (`spectral-study run "
+        "studies/fmnist-widths-relu.yaml`), to produce the trials table")
+# Settings that should not differ inside one cell; if they do, the cell pools unlike trials.
+_SETTINGS = ["lr", "lr_eigvals", "epochs", "optimizer", "batch_size", "bias"]
+
+
+def label_variants(trials: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``variant``: the mode, plus the eigenvalue set for spectral modes when the results hold
+    more than one set (dense modes have no eigenvalues, whatever their config says)."""
+    spectral = trials["mode"].fillna("").str.startswith("spectral")
+    sets = trials.loc[spectral, "eigenvalues"].dropna().unique()
+    variant = trials["mode"].astype("string")
+    if len(sets) > 1:
+        variant = variant.where(~spectral, variant + " (" + trials["eigenvalues"].astype("string") + ")")
+    return trials.assign(variant=variant)
+
+
+def summarize_curves(trials: pd.DataFrame, *, metric: str = "final_test_accuracy", reps: int = 2000,
+                     seed: int = 0) -> pd.DataFrame:
+    """One row per dataset, activation, variant and architecture: trainable parameters (median
+    over the cell's trials; exact counts agree) and ``metric``'s n, mean and bootstrap CI."""
+    trials = label_variants(trials)
+    summary = summarize(trials, BY, metric, reps=reps, seed=seed)
+    done = trials[trials["status"] == "completed"]
+    params = (done.groupby(BY, dropna=False)["trainable_params"].median()
+              .rename("trainable_params").reset_index())
+    summary = summary.merge(params, on=BY, how="left")
+    summary.insert(len(BY), "trainable_params", summary.pop("trainable_params").round().astype("Int64"))
+    return summary.assign(metric=metric)
+
+
+def mixed_cells(trials: pd.DataFrame) -> pd.DataFrame:
+    """Cells whose completed trials differ in a training setting (an Optuna study, or pooled
+    folders): their means mix unlike trials. Empty when every cell is homogeneous."""
+    trials = label_variants(trials)
+    done = trials[trials["status"] == "completed"]
+    settings = [c for c in _SETTINGS if c in done.columns]
+    if not settings or done.empty:
+        return pd.DataFrame(columns=BY)
+    distinct = done.astype({c: "string" for c in settings}).fillna({c: "null" for c in settings})
+    counts = distinct.groupby(BY, dropna=False)[settings].nunique()
+    return counts[(counts > 1).any(axis=1)].reset_index()
+
+
+def tables(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Per dataset and activation: rows = variant, columns = hidden widths, "mean [low, high] (n)"."""
+    sections = []
+    for (dataset, activation), part in summary.groupby(["dataset", "activation"], sort=True):
+        part = part.assign(cell=part.apply(_report.cell, axis=1),
+                           column=part["widths"].map(_widths_label))
+        order = sorted(part["column"].unique(), key=_widths_key)
+        rows = sorted(part["variant"].unique(), key=_report.mode_rank)
+        table = part.pivot(index="variant", columns="column", values="cell").reindex(index=rows, columns=order)
+        table.index.name = "mode \\ hidden widths"
+        params = part.pivot(index="variant", columns="column", values="trainable_params").reindex(
+            index=rows, columns=order)
+        params.index.name = "mode \\ hidden widths"
+        sections.append((f"{dataset}, {activation}: {summary['metric'].iloc[0]}", table.fillna("–")))
+        sections.append((f"{dataset}, {activation}: trainable parameters", params.astype("string").fillna("–")))
+    return sections
+
+
+def plot(summary: pd.DataFrame, dataset: str, *, x: str, hidden_layers: int | None = None):
+    """One figure: a panel per activation, a line per variant (and depth), mean with CI band.
+
+    ``x``: ``"trainable_params"`` (every depth) or ``"width"`` (``hidden_layers`` deep only)."""
+    plt = _report.pyplot()
+    data = summary[summary["dataset"] == dataset]
+    if x == "width":
+        data = data[(data["n_hidden_layers"] == hidden_layers) & (data["width"] > 0)]
+    data = data[np.isfinite(data["mean"].astype(float))]
+    if data.empty:
+        return None
+    activations = sorted(data["activation"].unique())
+    fig, axes = plt.subplots(1, len(activations), figsize=(6.0 * len(activations), 4.6),
+                             sharey=True, squeeze=False)
+    several_depths = data["n_hidden_layers"].nunique() > 1
+    styles = {d: s for d, s in zip(sorted(data["n_hidden_layers"].unique()), ["-", "--", ":", "-."] * 4)}
+    for ax, activation in zip(axes[0], activations):
+        panel = data[data["activation"] == activation]
+        lines = sorted(panel.groupby(["variant", "n_hidden_layers"]).groups,
+                       key=lambda k: (_report.mode_rank(k[0]), k[1]))
+        for index, (variant, depth) in enumerate(lines):
+            line = panel[(panel["variant"] == variant) & (panel["n_hidden_layers"] == depth)].sort_values(x)
+            mode = line["mode"].iloc[0]
+            color = _report.mode_color(mode, index)
+            label = f"{variant}, {depth} hidden" if several_depths else variant
+            xs = line[x].astype(float).to_numpy()
+            ax.plot(xs, line["mean"], marker="o", ms=4, color=color, linestyle=styles[depth], label=label)
+            ax.fill_between(xs, line["ci_low"].astype(float), line["ci_high"].astype(float),
+                            color=color, alpha=0.18, linewidth=0)
+        ax.set_xscale("log")
+        if x == "width":
+            ticks = sorted(panel["width"].astype(int).unique())
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+            ax.set_xlabel("hidden width N2 (first hidden layer, log scale)" if hidden_layers != 1
+                          else "hidden width N2 (log scale)")
+        else:
+            ax.set_xlabel("trainable parameters (log scale)")
+        ax.set_title(f"activation: {activation}")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    axes[0][0].set_ylabel(str(summary["metric"].iloc[0]).replace("_", " "))
+    what = "trainable parameters" if x == "trainable_params" else "hidden width"
+    depth_note = "" if x != "width" else f", {hidden_layers} hidden layer{'s' if hidden_layers != 1 else ''}"
+    n_low, n_high = int(data["n"].min()), int(data["n"].max())
+    seeds = f"n = {n_low}" if n_low == n_high else f"n = {n_low}–{n_high}"
+    fig.suptitle(f"{dataset}: test accuracy vs {what}{depth_note}\n"
+                 f"mean over seeds, shaded 95 % bootstrap CI ({seeds} per point)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> int:
+    def extra(parser):
+        parser.add_argument("--metric", default="final_test_accuracy",
+                            choices=["final_test_accuracy", "best_test_accuracy"])
+        parser.add_argument("--hidden-layers", type=int, default=1,
+                            help="depth of the networks on the width plot (default 1)")
+
+    args = _report.parse_args(argv, __doc__.splitlines()[0], extra)
+
+    def body() -> list[Path]:
+        trials = load(args.results)["trials"]
+        require_columns(trials, ["dataset", "mode", "widths", "width", "n_hidden_layers", "activation",
+                                 "eigenvalues", "status", args.metric, "trainable_params"],
+                        "trials", HINT, where=_report.where(args.results))
+        if not (trials["status"] == "completed").any():
+            raise AnalysisError(f"{_report.where(args.results)}: no completed trial in the trials table "
+                                f"(statuses: {trials['status'].value_counts().to_dict()}); {HINT}")
+        summary = summarize_curves(trials, metric=args.metric, reps=args.reps, seed=args.seed)
+        mixed = mixed_cells(trials)
+        if len(mixed):
+            print(f"warning: {len(mixed)} cell(s) pool trials with different training settings "
+                  f"({', '.join(_SETTINGS)}), e.g. {mixed.iloc[0][BY].to_dict()}", file=sys.stderr)
+        out = args.out
+        written = [_report.write_csv(out / "curves.csv", summary)]
+        intro = (f"Results: {_report.where(args.results)}. {_report.STATUS_NOTE}. Cells: mean "
+                 f"[95 % percentile-bootstrap CI, {args.reps} resamples, seed {args.seed}] (n trials).")
+        written.append(_report.write_markdown(out / "curves.md", "Accuracy vs width and parameters",
+                                              intro, tables(summary)))
+        for dataset in sorted(summary["dataset"].unique()):
+            for x, name in (("trainable_params", "params"), ("width", "width")):
+                fig = plot(summary, dataset, x=x, hidden_layers=args.hidden_layers)
+                if fig is None:
+                    print(f"note: {dataset}: no {args.hidden_layers}-hidden-layer networks, "
+                          f"no width plot", file=sys.stderr)
+                    continue
+                written.append(_report.save_figure(fig, out / f"curves_{_report.slug(dataset)}_{name}.png"))
+        return written
+
+    return _report.run(body)
+
+
+def _widths_label(widths) -> str:
+    return "none" if widths is None or pd.isna(widths) or str(widths) in ("", "none") else str(widths)
+
+
+def _widths_key(label: str) -> tuple:
+    if label == "none":
+        return (0,)
+    return (len(label.split("-")), *[int(p) for p in label.split("-")])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
