@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python analysis/curves.py`: import from the repository root
-    _ROOT = str(Path(__file__).resolve().parents[1])
-    sys.path[:] = [_ROOT] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    _HERE = Path(__file__).resolve().parent
+    sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import numpy as np
 import pandas as pd

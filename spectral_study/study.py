@@ -165,6 +165,7 @@ class StudySpec:
     device: str = "auto"
     pruning: PruningSpec | None = None
     inject_failure: str | None = None  # test-only, `testing.inject_failure` in YAML
+    failing_modes: tuple[str, ...] | None = None  # test-only: the modes it applies to (None: all)
     source: str = field(default="<study>", compare=False)
 
     # -------------------------------------------------------------- expansion
@@ -236,6 +237,7 @@ class StudySpec:
         constants["cell"] = cell_label(mode, decode_widths(widths), activation, eigenvalues,
                                        self.search.seed, self.search.repeats)
         constants.update(self._constants(self.search.seed, self.search.repeats))
+        constants["inject_failure"] = self._failure_for(mode)
         return constants
 
     def _config(self, mode: str, widths: list[int], activation: str, eigenvalues: str,
@@ -245,8 +247,15 @@ class StudySpec:
             "mode": mode, "widths": widths, "activation": activation, "eigenvalues": eigenvalues,
             "optimizer": optimizer, "lr": self.training.lr.for_mode(mode),
             "lr_eigvals": self.training.lr_eigvals.for_mode(mode) if mode in EIGVAL_MODES else None,
-            "batch_size": batch_size, **self._constants(seed, repeats)}
+            "batch_size": batch_size, **self._constants(seed, repeats),
+            "inject_failure": self._failure_for(mode)}
         return {key: config[key] for key in TRIAL_CONFIG_KEYS}
+
+    def _failure_for(self, mode: str) -> str | None:
+        """The test-only fault to inject into a trial of ``mode``."""
+        if self.failing_modes is not None and mode not in self.failing_modes:
+            return None
+        return self.inject_failure
 
     def _constants(self, seed: int, repeats: int) -> dict:
         p = self.pruning
@@ -287,7 +296,8 @@ class StudySpec:
             "device": self.device,
             "pruning": None if p is None else {"methods": list(p.methods), "fractions": list(p.fractions),
                                                "retrain_epochs": p.retrain_epochs},
-            "testing": {"inject_failure": self.inject_failure},
+            "testing": {"inject_failure": self.inject_failure,
+                        "failing_modes": None if self.failing_modes is None else list(self.failing_modes)},
         }
 
     def to_yaml(self) -> str:
@@ -354,8 +364,9 @@ def parse_study(mapping: Any, source: str = "<study>") -> StudySpec:
     if concurrency is not None:
         concurrency = integer(root.key("concurrency"), concurrency, minimum=1,
                               expected="a positive integer or null (as many as resources allow)")
-    testing = table(root.key("testing"), _section(raw, "testing"), ("inject_failure",))
+    testing = table(root.key("testing"), _section(raw, "testing"), ("inject_failure", "failing_modes"))
     inject = testing.get("inject_failure")
+    failing_modes = testing.get("failing_modes")
     return StudySpec(
         name=name, dataset=dataset, model=model, training=training, search=search,
         scheduler=scheduler, resources=resources,
@@ -364,6 +375,8 @@ def parse_study(mapping: Any, source: str = "<study>") -> StudySpec:
         device=device, pruning=_pruning(root.key("pruning"), raw.get("pruning")),
         inject_failure=None if inject is None else choice(
             root.key("testing").key("inject_failure"), inject, FAILURES),
+        failing_modes=None if failing_modes is None else choices(
+            root.key("testing").key("failing_modes"), failing_modes, MODES),
         source=source)
 
 

@@ -92,16 +92,16 @@ def check_config(config: dict) -> None:
 def test_quickstart_grid():
     spec = load_study(STUDIES / "quickstart.yaml")
     configs = spec.trial_configs()
-    assert len(configs) == spec.trial_count() == 4 * 2 * 1
+    assert len(configs) == spec.trial_count() == 5 * 3 * 1
     assert all(tuple(c) == TRIAL_CONFIG_KEYS for c in configs)  # grid configs in canonical order
     for config in configs:
         check_config(config)
     assert {(c["mode"], tuple(c["widths"])) for c in configs} == {
-        (m, (w,)) for m in ("spectral-eigvals", "dense-restricted", "dense", "spectral-full")
-        for w in (64, 256)}
-    assert {c["epochs"] for c in configs} == {2} and {c["seed"] for c in configs} == {0}
+        (m, (w,)) for m in ("spectral-eigvals", "dense-restricted", "spectral-eigvecs", "spectral-full", "dense")
+        for w in (32, 128, 512)}
+    assert {c["epochs"] for c in configs} == {3} and {c["seed"] for c in configs} == {0}
     assert {c["dataset"] for c in configs} == {"fashion-mnist"}
-    assert configs[0]["cell"] == "spectral-eigvals_w64_relu_both_s0"
+    assert configs[0]["cell"] == "spectral-eigvals_w32_relu_both_s0"
     assert configs[0]["lr_eigvals"] == 0.03 and configs[0]["lr"] == 1e-3
 
 
