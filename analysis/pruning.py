@@ -115,7 +115,7 @@ def plot(summary: pd.DataFrame):
         ax.set_visible(False)
     # One legend for every panel (a line keeps its colour and marker throughout), under them.
     handles = [plt.Line2D([], [], color=colors[line], marker=markers[line], ms=5, label=line) for line in lines_all]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(handles)),
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), max(2, ncols)),
                fontsize=8.5, frameon=False)
     fig.suptitle("Test accuracy after pruning hidden nodes\n"
                  "mean over seeds, shaded 95 % bootstrap CI; at 0 %: the unpruned network (not for spectral-pre)", fontsize=11)

@@ -20,8 +20,16 @@ import pandas as pd
 
 from spectral_study.results import ResultsError, load_results
 
-__all__ = ["AnalysisError", "Interval", "KEYS", "bootstrap_ci", "summarize", "require_columns",
-           "load", "format_estimate"]
+__all__ = [
+    "KEYS",
+    "AnalysisError",
+    "Interval",
+    "bootstrap_ci",
+    "format_estimate",
+    "load",
+    "require_columns",
+    "summarize",
+]
 
 # A trial's identity across several results folders: trial ids are unique within a study only.
 KEYS = ["results_dir", "study", "trial_id"]

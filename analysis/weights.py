@@ -33,7 +33,14 @@ import numpy as np
 import pandas as pd
 
 from analysis import _report
-from analysis.stats import KEYS, AnalysisError, format_estimate, load, require_columns, summarize
+from analysis.stats import (
+    KEYS,
+    AnalysisError,
+    format_estimate,
+    load,
+    require_columns,
+    summarize,
+)
 
 REFERENCE_MODE = "dense"
 PERCEPTRON_STUDY = "studies/fmnist-perceptron.yaml"

@@ -53,7 +53,7 @@ class StudyCallback(tune.Callback):
         tid = trial.trial_id
         if "epoch" in result:
             self._epochs[tid][int(result["epoch"])] = {k: result[k] for k in _EPOCH_KEYS if k in result}
-        for key in ("node_id", "trainable_params", "total_params"):
+        for key in ("node_id", "gpu_ids", "restored_from_epoch", "trainable_params", "total_params"):
             if key in result:
                 self._facts[tid][key] = result[key]
         if "summary_json" in result:

@@ -98,8 +98,8 @@ def prune(model: Network, fraction: float, method: str, *,
 
 @torch.no_grad()
 def prune_by_scores(model: Network, fraction: float, scores: list[torch.Tensor]) -> PruneResult:
-    """`prune` with given scores: draw ``random`` scores once, then prune at every fraction, and
-    the nodes removed at a small fraction are also removed at a larger one."""
+    """`prune` with given scores. Scoring once and pruning at every fraction makes the removed
+    sets nested (what goes at 50 % also goes at 90 %), which matters for ``random``."""
     if isinstance(fraction, bool) or not 0 < fraction < 1:
         raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction!r}")
     if len(model.layers) < 2:
@@ -242,8 +242,8 @@ def trial_rows(cfg: dict, trainers: list) -> list[dict]:
         model, data, config = trainer.model, trainer.data, trainer.config
         methods = [m for m in spec["methods"] if m in applicable_methods(model)]
 
-        def seeded() -> torch.Generator:  # the same random scores for every protocol of a seed
-            return torch.Generator().manual_seed(config.seed)
+        def seeded(seed: int = config.seed) -> torch.Generator:  # same random scores per protocol
+            return torch.Generator().manual_seed(seed)
 
         if cfg["mode"] in ("dense", "dense-restricted"):
             rows = direct(model, data, fractions, methods=methods, generator=seeded())

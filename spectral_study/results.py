@@ -53,6 +53,11 @@ SCHEMAS = {
         ("total_params", pa.int64()), ("wall_seconds", pa.float64()),
         # Where and with what it ran.
         ("device", pa.string()), ("host", pa.string()), ("node_id", pa.string()),
+        # GPUs Ray assigned (e.g. "0"; a 0.25 share still names its GPU), whether or not torch
+        # could use them: device "cpu" with gpu_ids set records a fallback to the CPU.
+        ("gpu_ids", pa.string()),
+        # The epoch the last attempt continued from (0: it started afresh).
+        ("restored_from_epoch", pa.int64()),
         ("attempt", pa.int64()), ("error", pa.string()), ("python_version", pa.string()),
         ("torch_version", pa.string()), ("ray_version", pa.string()),
         ("package_version", pa.string()), ("finished_at", pa.timestamp("us", tz="UTC")),

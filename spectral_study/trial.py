@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from spectral_study import pruning
 from spectral_study.data import load_dataset
 from spectral_study.models import ModelSpec, SpectralLinear, build_model, count_parameters
-from spectral_study import pruning
 from spectral_study.train import METRICS, TrainConfig, Trainer, no_report
 from spectral_study.widths import decode_widths
 

@@ -30,6 +30,24 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Small studies checkpoint every epoch by design; Tune warns about the snapshots that causes.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
+
+def _use_token_auth_if_available() -> None:
+    """Join a token-authenticated cluster with the token `ray start` uses.
+
+    `ray start` turns token authentication on when a token exists (``$RAY_AUTH_TOKEN``,
+    ``$RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), but a driver joining with an address
+    does not: it is refused as "Authentication token is missing". Ray reads the mode once, when
+    it is imported, so this runs before ``import ray``. (A new local Ray uses tokens anyway.)
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return  # the user decided
+    token_path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_path.exists():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+_use_token_auth_if_available()
+
 import pyarrow.fs as pafs  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -125,10 +143,13 @@ def _trainable(spec: StudySpec, data):
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
                 state = torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
-        node_id = ray.get_runtime_context().get_node_id()
+        context = ray.get_runtime_context()
+        facts = {"node_id": context.get_node_id(),
+                 "gpu_ids": ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", [])),
+                 "restored_from_epoch": 0 if state is None else len(state["history"])}
 
         def report(metrics: dict, state: dict) -> None:
-            result = {**metrics, "node_id": node_id}
+            result = {**metrics, **facts}
             if state.get("summary") is not None:
                 # JSON, so that Tune passes it through as one opaque value.
                 result["summary_json"] = json.dumps(state["summary"], default=str)

@@ -1,5 +1,11 @@
 """Shared fixtures: a real local Ray for the study tests, started and stopped cleanly."""
+import os
+
 import pytest
+
+# Every Ray this suite starts or joins uses token authentication (Ray reads the mode once, when
+# it is imported: set it before any test module imports ray). A token is created if missing.
+os.environ["RAY_AUTH_MODE"] = "token"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,132 @@
+"""Studies on a real multi-node Ray cluster (several raylets on this machine) and faults:
+a worker node killed mid-study, trials that raise, fractional GPUs."""
+import threading
+import time
+
+import pytest
+import ray
+
+from ray_cluster import start_cluster
+from spectral_study.results import load_results
+from spectral_study.study import load_study
+from spectral_study.tune import run_study
+
+STUDY = """\
+name: {name}
+dataset: synthetic
+model:
+  modes: [spectral-eigvals, dense, spectral-full]
+  widths: [{widths}]
+training:
+  epochs: {epochs}
+  batch_size: 32
+  lr_eigvals: 0.05
+search: {{type: grid, repeats: {repeats}}}
+resources: {{cpu: 1, gpu: {gpu}}}
+retries: 2
+storage: {storage}
+{extra}
+"""
+
+
+def study(tmp_path, name, *, widths="16, 64", epochs=3, repeats=1, gpu=0, extra=""):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(STUDY.format(name=name, widths=widths, epochs=epochs, repeats=repeats, gpu=gpu,
+                                 storage=tmp_path / "results", extra=extra))
+    return load_study(path)
+
+
+@pytest.fixture
+def cluster():
+    """A head with one CPU and a second node with one CPU."""
+    cluster = start_cluster([{"num_cpus": 1}, {"num_cpus": 1}])
+    try:
+        cluster.connect(2)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.stop()
+
+
+def test_study_runs_on_both_nodes(cluster, tmp_path):
+    node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    outcome = run_study(study(tmp_path, "two-nodes", repeats=2), address=cluster.address)
+    trials = load_results(outcome.results)["trials"]
+    assert len(trials) == 12 and set(trials["status"]) == {"completed"}
+    assert set(trials["node_id"]) == node_ids  # both nodes ran trials
+
+
+def test_worker_node_killed_mid_study(tmp_path):
+    """Kill the second node's raylet while its trial runs: the study completes, the lost trial is
+    retried from its checkpoint on the surviving node, nothing is written twice."""
+    cluster = start_cluster([{"num_cpus": 0}, {"num_cpus": 1}, {"num_cpus": 1}])
+    try:
+        cluster.connect(3)
+        victim = cluster.nodes[2]
+        victim_id = _node_id_of(victim)
+        spec = study(tmp_path, "node-loss", widths="256", epochs=8, repeats=2)
+        results = tmp_path / "results" / "node-loss"
+        killed = threading.Event()
+
+        def kill_victim_when_it_has_checkpointed():
+            # Wait until some trial has reported two epochs (so checkpoints exist), then kill.
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed.is_set():
+                ckpts = list((results / "_tune").glob("*/checkpoint_000001"))
+                if ckpts:
+                    import os
+                    import signal
+                    os.kill(victim.raylet_pid(), signal.SIGKILL)
+                    killed.set()
+                    return
+                time.sleep(0.1)
+
+        killer = threading.Thread(target=kill_victim_when_it_has_checkpointed, daemon=True)
+        killer.start()
+        outcome = run_study(spec, address=cluster.address)
+        killer.join(timeout=5)
+        assert killed.is_set(), "the study finished before the node could be killed"
+
+        tables = load_results(outcome.results)
+        trials, epochs = tables["trials"], tables["epochs"]
+        assert len(trials) == 6 and trials["trial_id"].is_unique
+        assert set(trials["status"]) == {"completed"}
+        assert len(epochs) == 6 * 8 and not epochs.duplicated(["trial_id", "epoch"]).any()
+        retried = trials[trials["attempt"] > 1]
+        assert len(retried) >= 1, trials[["trial_id", "node_id", "attempt"]]
+        assert (retried["node_id"] != victim_id).all()  # finished on the survivor
+        assert (retried["restored_from_epoch"] >= 1).all()  # from a checkpoint, not from scratch
+    finally:
+        ray.shutdown()
+        cluster.stop()
+
+
+def _node_id_of(node) -> str:
+    """The Ray node id of ``node`` (matched by its raylet's PID)."""
+    pid = node.raylet_pid()
+    for info in ray.nodes():
+        if info["Alive"] and info.get("RayletSocketName", "").find(str(pid)) >= 0:
+            return info["NodeID"]
+    # Raylet socket names hold no PID on every version: fall back to the node started last.
+    return [n for n in ray.nodes() if n["Alive"]][-1]["NodeID"]
+
+
+def test_trial_failing_once_is_retried_and_completes(local_ray, tmp_path):
+    spec = study(tmp_path, "flaky", extra="testing: {inject_failure: first_attempt, failing_modes: [dense]}")
+    trials = load_results(run_study(spec).results)["trials"]
+    assert len(trials) == 6 and set(trials["status"]) == {"completed"}
+    dense = trials[trials["mode"] == "dense"]
+    assert (dense["attempt"] == 2).all() and (dense["restored_from_epoch"] == 1).all()
+    assert (trials.loc[trials["mode"] != "dense", "attempt"] == 1).all()
+
+
+def test_trial_always_failing_is_recorded_and_the_study_goes_on(local_ray, tmp_path):
+    spec = study(tmp_path, "broken", extra="testing: {inject_failure: always, failing_modes: [dense]}")
+    tables = load_results(run_study(spec).results)
+    trials = tables["trials"]
+    assert len(trials) == 6
+    failed = trials[trials["status"] == "failed"]
+    assert set(failed["mode"]) == {"dense"} and len(failed) == 2
+    assert failed["error"].str.contains("injected failure").all()
+    assert (failed["attempt"] == 3).all()  # the first try and two retries
+    assert set(trials.loc[trials["mode"] != "dense", "status"]) == {"completed"}
