@@ -35,7 +35,7 @@ PRUNING_METHODS = ("eigenvalue", "eigen-norm", "connectivity", "random")
 SEARCH_TYPES, SAMPLERS, DIRECTIONS = ("grid", "optuna"), ("tpe", "random"), ("max", "min")
 SCHEDULERS, DEVICES, FAILURES = ("none", "asha"), ("auto", "cpu", "cuda"), ("first_attempt", "always")
 TRIAL_CONFIG_KEYS = ("cell", "dataset", "data_path", "normalize", "mode", "widths", "activation",
-                     "eigenvalues", "bias", "optimizer", "lr", "lr_eigvals", "batch_size", "epochs",
+                     "eigenvalues", "subset_seed", "bias", "optimizer", "lr", "lr_eigvals", "batch_size", "epochs",
                      "seed", "repeats", "device", "pruning", "inject_failure")
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # it names a results folder
 _NAME_EXPECTED = "a name of letters, digits, '.', '_' and '-' (it names the results folder)"
@@ -47,10 +47,11 @@ Widths = tuple[int, ...]
 # ---------------------------------------------------------------------------------- widths
 
 def cell_label(mode: str, widths: Widths | list[int], activation: str, eigenvalues: str,
-               seed: int, repeats: int = 1) -> str:
+               seed: int, repeats: int = 1, subset_seed: int | None = None) -> str:
     """A readable trial label for logs, e.g. ``spectral-eigvals_w256_relu_both_s0``."""
     seeds = f"s{seed}" if repeats == 1 else f"s{seed}-{seed + repeats - 1}"
-    return f"{mode}_w{encode_widths(widths)}_{activation}_{eigenvalues}_{seeds}"
+    subset = "" if subset_seed is None else f"_sub{subset_seed}"
+    return f"{mode}_w{encode_widths(widths)}_{activation}_{eigenvalues}{subset}_{seeds}"
 
 
 # ---------------------------------------------------------------------------------- the spec
@@ -71,6 +72,17 @@ class ModelAxes:
     activations: tuple[str, ...] = ("relu",)
     eigenvalues: tuple[str, ...] = ("both",)
     bias: bool = True
+    # dense-restricted only: seeds of the random subset of trained weights, one grid axis, so
+    # several subsets can be compared at one initialisation (claim C3). None: drawn from the seed.
+    subset_seeds: tuple[int, ...] | None = None
+
+    def subsets_for(self, mode: str) -> tuple[int | None, ...]:
+        return self.subset_seeds if mode == "dense-restricted" and self.subset_seeds else (None,)
+
+    def eigenvalues_for(self, mode: str) -> tuple[str, ...]:
+        """A dense network has no eigenvalues: one cell, not one per set (which would run the
+        same trial twice). dense-restricted keeps the axis: the set fixes how many weights it trains."""
+        return self.eigenvalues[:1] if mode == "dense" else self.eigenvalues
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,8 @@ class StudySpec:
         if self.search.type == "optuna":
             return self.search.n_trials
         m = self.model
-        return len(m.modes) * len(m.widths) * len(m.activations) * len(m.eigenvalues) * self.search.repeats
+        cells = sum(len(m.subsets_for(mode)) * len(m.eigenvalues_for(mode)) for mode in m.modes)
+        return cells * len(m.widths) * len(m.activations) * self.search.repeats
 
     def trial_configs(self) -> list[dict]:
         """The grid, one complete trial config per (seed, mode, widths, activation, eigenvalues).
@@ -188,10 +201,12 @@ class StudySpec:
                              "this is an optuna study: use define_by_run")
         m = self.model
         return [self._config(mode, list(widths), activation, eigenvalues, self.training.optimizer,
-                             self.training.batch_size, self.search.seed + r, repeats=1)
+                             self.training.batch_size, self.search.seed + r, repeats=1,
+                             subset_seed=subset_seed)
                 for r in range(self.search.repeats)
-                for mode, widths, activation, eigenvalues in itertools.product(
-                    m.modes, m.widths, m.activations, m.eigenvalues)]
+                for mode, widths, activation in itertools.product(m.modes, m.widths, m.activations)
+                for eigenvalues in m.eigenvalues_for(mode)
+                for subset_seed in m.subsets_for(mode)]
 
     def define_by_run(self, trial: Any) -> dict:
         """Optuna define-by-run space (Ray Tune's ``OptunaSearch(space=spec.define_by_run)``).
@@ -238,13 +253,16 @@ class StudySpec:
                                        self.search.seed, self.search.repeats)
         constants.update(self._constants(self.search.seed, self.search.repeats))
         constants["inject_failure"] = self._failure_for(mode)
+        constants["subset_seed"] = None
         return constants
 
     def _config(self, mode: str, widths: list[int], activation: str, eigenvalues: str,
-                optimizer: str, batch_size: int, seed: int, *, repeats: int) -> dict:
+                optimizer: str, batch_size: int, seed: int, *, repeats: int,
+                subset_seed: int | None = None) -> dict:
         config = {
-            "cell": cell_label(mode, widths, activation, eigenvalues, seed, repeats),
+            "cell": cell_label(mode, widths, activation, eigenvalues, seed, repeats, subset_seed),
             "mode": mode, "widths": widths, "activation": activation, "eigenvalues": eigenvalues,
+            "subset_seed": subset_seed,
             "optimizer": optimizer, "lr": self.training.lr.for_mode(mode),
             "lr_eigvals": self.training.lr_eigvals.for_mode(mode) if mode in EIGVAL_MODES else None,
             "batch_size": batch_size, **self._constants(seed, repeats),
@@ -286,7 +304,8 @@ class StudySpec:
             "dataset": vars(self.dataset).copy(),
             "model": {"modes": list(self.model.modes), "widths": _widths_to_yaml(self.model.widths),
                       "activations": list(self.model.activations),
-                      "eigenvalues": list(self.model.eigenvalues), "bias": self.model.bias},
+                      "eigenvalues": list(self.model.eigenvalues), "bias": self.model.bias,
+                      "subset_seeds": None if self.model.subset_seeds is None else list(self.model.subset_seeds)},
             "training": {"epochs": t.epochs, "batch_size": t.batch_size, "optimizer": t.optimizer,
                          "lr": t.lr.to_yaml_value(), "lr_eigvals": t.lr_eigvals.to_yaml_value()},
             "search": search,
@@ -423,7 +442,12 @@ def _model(at: At, value: Any, raw_space: Mapping) -> ModelAxes:
         if required:
             raise at.fail("missing; expected a mapping with at least modes and widths")
         value = {}
-    raw = table(at, value, ("modes", "widths", "activations", "eigenvalues", "bias"), required=required)
+    raw = table(at, value, ("modes", "widths", "activations", "eigenvalues", "bias", "subset_seeds"),
+                required=required)
+    subset_seeds = raw.get("subset_seeds")
+    if subset_seeds is not None:
+        subset_seeds = distinct(at.key("subset_seeds"), subset_seeds,
+                                lambda item_at, item: integer(item_at, item), "an integer >= 0")
     space_at = At(at.source, "search.space")
     modes_at, widths_at = ((at if k in raw else space_at).key(k) for k in ("modes", "widths"))
     return ModelAxes(
@@ -431,7 +455,7 @@ def _model(at: At, value: Any, raw_space: Mapping) -> ModelAxes:
         widths=_widths_axis(widths_at, raw.get("widths", raw_space.get("widths"))),
         activations=choices(at.key("activations"), raw.get("activations", "relu"), ACTIVATIONS),
         eigenvalues=choices(at.key("eigenvalues"), raw.get("eigenvalues", "both"), EIGENVALUE_SETS),
-        bias=boolean(at.key("bias"), raw.get("bias", True)))
+        bias=boolean(at.key("bias"), raw.get("bias", True)), subset_seeds=subset_seeds)
 
 
 def _per_mode(at: At, value: Any, default: float | None, modes: tuple[str, ...]) -> PerMode:

@@ -83,7 +83,7 @@ class LocalCluster:
         self.nodes.append(node)
         return node
 
-    def connect(self, count: int, timeout: float = 90) -> None:
+    def connect(self, count: int, timeout: float = 180) -> None:
         """ray.init to this cluster once ``count`` nodes are up (the driver's RAY_AUTH_MODE must
         be "token" before ray is imported: tests/conftest.py sets it)."""
         import ray
@@ -91,7 +91,7 @@ class LocalCluster:
         ray.init(address=self.address, log_to_driver=False)
         self.wait_for_nodes(count, timeout)
 
-    def wait_for_nodes(self, count: int, timeout: float = 90) -> None:
+    def wait_for_nodes(self, count: int, timeout: float = 180) -> None:
         import ray
 
         deadline = time.monotonic() + timeout
@@ -99,7 +99,9 @@ class LocalCluster:
             if sum(n["Alive"] for n in ray.nodes()) >= count:
                 return
             time.sleep(0.5)
-        raise TimeoutError(f"{count} Ray nodes did not come up; logs in {self.temp_dir}")
+        logs = "\n".join(f"--- {node.log.name}:\n{node.log.read_text()[-1500:]}" for node in self.nodes)
+        raise TimeoutError(f"{count} Ray nodes did not come up in {timeout:.0f} s "
+                           f"({sum(n['Alive'] for n in ray.nodes())} alive):\n{logs}")
 
     def stop(self) -> None:
         for node in reversed(self.nodes):
