@@ -43,7 +43,7 @@ from analysis.stats import (
 )
 
 REFERENCE_MODE = "dense"
-PERCEPTRON_STUDY = "studies/fmnist-perceptron.yaml"
+PERCEPTRON_STUDY = "studies/fmnist-perceptron-weights.yaml"
 HINT = (f"run a perceptron study (model: widths: [[]], modes: [spectral-eigvals, dense, "
         f"dense-restricted], e.g. {PERCEPTRON_STUDY}) to produce the weights table")
 BY = ["dataset", "variant", "mode", "subset_seed"]

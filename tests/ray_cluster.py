@@ -121,6 +121,7 @@ class LocalCluster:
 
 def start_cluster(nodes: list[dict]) -> LocalCluster:
     """Start the head (``nodes[0]``) and the other nodes; the caller connects with ray.init."""
+    _ensure_auth_token()
     # Unix socket paths must stay short: a short folder directly in /tmp.
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="rt", dir="/tmp")), _free_port())
     try:
@@ -132,6 +133,14 @@ def start_cluster(nodes: list[dict]) -> LocalCluster:
         cluster.stop()
         raise
     return cluster
+
+
+def _ensure_auth_token() -> None:
+    """`ray start` in token mode needs a token: make one where a new local Ray would
+    (``~/.ray/auth_token``) if none exists yet, as on a fresh CI machine."""
+    if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").exists():
+        return
+    subprocess.run([RAY, "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
 
 
 def _free_port() -> int:
