@@ -1,5 +1,9 @@
 """Studies on a real multi-node Ray cluster (several raylets on this machine) and faults:
 a worker node killed mid-study, trials that raise, fractional GPUs."""
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -74,8 +78,6 @@ def test_worker_node_killed_mid_study(tmp_path):
             while time.monotonic() < deadline and not killed.is_set():
                 ckpts = list((results / "_tune").glob("*/checkpoint_000001"))
                 if ckpts:
-                    import os
-                    import signal
                     os.kill(victim.raylet_pid(), signal.SIGKILL)
                     killed.set()
                     return
@@ -130,3 +132,33 @@ def test_trial_always_failing_is_recorded_and_the_study_goes_on(local_ray, tmp_p
     assert failed["error"].str.contains("injected failure").all()
     assert (failed["attempt"] == 3).all()  # the first try and two retries
     assert set(trials.loc[trials["mode"] != "dense", "status"]) == {"completed"}
+
+
+def test_driver_killed_and_resumed_against_the_same_cluster(cluster, tmp_path):
+    """The driver (`spectral-study run --address`) is SIGKILLed mid-study; the cluster lives on;
+    `spectral-study resume --address` against it finishes the study, every trial once."""
+    spec_path = tmp_path / "driver-loss.yaml"
+    spec_path.write_text(STUDY.format(name="driver-loss", widths="64, 128", epochs=6, repeats=2, gpu=0,
+                                      storage=tmp_path / "results", extra=""))
+    results = tmp_path / "results" / "driver-loss"
+    driver = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "run", str(spec_path),
+                               "--address", cluster.address],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None:
+        if len(list(results.glob("trials/*.parquet"))) >= 2:
+            break
+        time.sleep(0.2)
+    assert driver.poll() is None, "the study ended before the driver could be killed:\n" + driver.stdout.read()
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    assert len(list(results.glob("trials/*.parquet"))) < 12
+
+    resumed = subprocess.run([sys.executable, "-m", "spectral_study.cli", "resume", str(results),
+                              "--address", cluster.address], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    tables = load_results(results)
+    trials, epochs = tables["trials"], tables["epochs"]
+    assert len(trials) == 12 and trials["trial_id"].is_unique and set(trials["status"]) == {"completed"}
+    assert len(epochs) == 12 * 6 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert set(trials["node_id"]) <= {n["NodeID"] for n in ray.nodes()}
