@@ -14,13 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `analysis` is a folder of scripts, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from analysis import curves, pruning, weights
+from analysis import curves, lr_tuning, pruning, weights
 from analysis.stats import AnalysisError, bootstrap_ci, load, require_columns, summarize
 from spectral_study.results import ResultsWriter
 from spectral_study.trial import run_trial
-
-pytest.importorskip("matplotlib")
-pytest.importorskip("scipy")
 
 BASE = {"dataset": "synthetic", "synthetic_size": [400, 200], "epochs": 2, "device": "cpu", "lr": 0.01}
 SEEDS = (0, 1, 2)
@@ -242,3 +239,15 @@ def test_pruning_without_pruning_rows_exits_2_naming_the_study(curve_results, tm
 def test_a_missing_results_folder_exits_2(tmp_path, capsys):
     assert curves.main([str(tmp_path / "absent")]) == 2
     assert str(tmp_path / "absent") in capsys.readouterr().err
+
+
+def test_lr_tuning_lists_each_modes_best_trial(curve_results, tmp_path):
+    assert lr_tuning.main([str(curve_results), "--out", str(tmp_path), "--top", "2"]) == 0
+    table = pd.read_csv(tmp_path / "lr_tuning.csv")
+    trials = load([curve_results])["trials"]
+    assert len(table) == len(trials)
+    best = table.groupby("mode", sort=False).head(1).set_index("mode")["final_test_accuracy"]
+    assert best.to_dict() == trials.groupby("mode")["final_test_accuracy"].max().to_dict()
+    text = (tmp_path / "lr_tuning.md").read_text()
+    assert "## Winners" in text and all(mode in text for mode in CURVE_MODES)
+    _check_png(tmp_path / "lr_tuning.png")
