@@ -52,12 +52,13 @@ _TRIAL_COLUMNS = ["dataset", "mode", "eigenvalues", "seed", "subset_seed", "n_hi
 
 
 def label_variants(trials: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``variant``: the mode; the eigenvalue set for spectral modes when several were run;
-    the subset seed for dense-restricted."""
-    spectral = trials["mode"].fillna("").str.startswith("spectral")
+    """Adds ``variant``: the mode; the eigenvalue set when several were run (for spectral modes,
+    and for dense-restricted, whose number of trained weights it sets); the subset seed for
+    dense-restricted."""
+    by_set = trials["mode"].fillna("").str.startswith("spectral") | (trials["mode"] == "dense-restricted")
     variant = trials["mode"].astype("string")
-    if trials.loc[spectral, "eigenvalues"].nunique() > 1:
-        variant = variant.where(~spectral, variant + " (" + trials["eigenvalues"].astype("string") + ")")
+    if trials.loc[by_set, "eigenvalues"].nunique() > 1:
+        variant = variant.where(~by_set, variant + " (" + trials["eigenvalues"].astype("string") + ")")
     subset = trials["subset_seed"].astype("Int64")
     restricted = (trials["mode"] == "dense-restricted") & subset.notna()
     variant = variant.where(~restricted, variant + " (subset " + subset.astype("string") + ")")
