@@ -21,6 +21,7 @@ from spectral_study._validate import (GPU_EXPECTED, At, StudyError, boolean, che
                                       one_of, table, text)
 from spectral_study.data import DATASETS, NORMALIZATIONS
 from spectral_study.models import ACTIVATIONS, EIGENVALUE_SETS, MODES, SPECTRAL_MODES
+from spectral_study.spectral import EIGVAL_INITS, PHI_INITS
 from spectral_study.train import METRICS, OPTIMIZERS
 from spectral_study.widths import decode_widths, encode_widths
 
@@ -35,7 +36,7 @@ PRUNING_METHODS = ("eigenvalue", "eigen-norm", "connectivity", "random")
 SEARCH_TYPES, SAMPLERS, DIRECTIONS = ("grid", "optuna"), ("tpe", "random"), ("max", "min")
 SCHEDULERS, DEVICES, FAILURES = ("none", "asha"), ("auto", "cpu", "cuda"), ("first_attempt", "always")
 TRIAL_CONFIG_KEYS = ("cell", "dataset", "data_path", "normalize", "mode", "widths", "activation",
-                     "eigenvalues", "subset_seed", "bias", "optimizer", "lr", "lr_eigvals", "batch_size", "epochs",
+                     "eigenvalues", "subset_seed", "phi_init", "eigval_init", "bias", "optimizer", "lr", "lr_eigvals", "batch_size", "epochs",
                      "seed", "repeats", "device", "pruning", "inject_failure")
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # it names a results folder
 _NAME_EXPECTED = "a name of letters, digits, '.', '_' and '-' (it names the results folder)"
@@ -75,6 +76,10 @@ class ModelAxes:
     # dense-restricted only: seeds of the random subset of trained weights, one grid axis, so
     # several subsets can be compared at one initialisation (claim C3). None: drawn from the seed.
     subset_seeds: tuple[int, ...] | None = None
+    # Initialisation of spectral layers (see spectral_study.models): the authors' 2020-21 code
+    # ("uniform": φ ~ U(±0.2), λ ~ U(±0.5)) or their 2022 library ("glorot" φ, "ones": λ_out = 1).
+    phi_init: str = "uniform"
+    eigval_init: str = "uniform"
 
     def subsets_for(self, mode: str) -> tuple[int | None, ...]:
         return self.subset_seeds if mode == "dense-restricted" and self.subset_seeds else (None,)
@@ -280,6 +285,7 @@ class StudySpec:
         return {
             "dataset": self.dataset.name, "data_path": self.dataset.path,
             "normalize": self.dataset.normalize, "bias": self.model.bias,
+            "phi_init": self.model.phi_init, "eigval_init": self.model.eigval_init,
             "epochs": self.training.epochs, "seed": seed, "repeats": repeats, "device": self.device,
             "pruning": None if p is None else {"methods": list(p.methods), "fractions": list(p.fractions),
                                                "retrain_epochs": p.retrain_epochs},
@@ -305,7 +311,8 @@ class StudySpec:
             "model": {"modes": list(self.model.modes), "widths": _widths_to_yaml(self.model.widths),
                       "activations": list(self.model.activations),
                       "eigenvalues": list(self.model.eigenvalues), "bias": self.model.bias,
-                      "subset_seeds": None if self.model.subset_seeds is None else list(self.model.subset_seeds)},
+                      "subset_seeds": None if self.model.subset_seeds is None else list(self.model.subset_seeds),
+                      "phi_init": self.model.phi_init, "eigval_init": self.model.eigval_init},
             "training": {"epochs": t.epochs, "batch_size": t.batch_size, "optimizer": t.optimizer,
                          "lr": t.lr.to_yaml_value(), "lr_eigvals": t.lr_eigvals.to_yaml_value()},
             "search": search,
@@ -442,7 +449,8 @@ def _model(at: At, value: Any, raw_space: Mapping) -> ModelAxes:
         if required:
             raise at.fail("missing; expected a mapping with at least modes and widths")
         value = {}
-    raw = table(at, value, ("modes", "widths", "activations", "eigenvalues", "bias", "subset_seeds"),
+    raw = table(at, value, ("modes", "widths", "activations", "eigenvalues", "bias", "subset_seeds",
+                            "phi_init", "eigval_init"),
                 required=required)
     subset_seeds = raw.get("subset_seeds")
     if subset_seeds is not None:
@@ -455,7 +463,9 @@ def _model(at: At, value: Any, raw_space: Mapping) -> ModelAxes:
         widths=_widths_axis(widths_at, raw.get("widths", raw_space.get("widths"))),
         activations=choices(at.key("activations"), raw.get("activations", "relu"), ACTIVATIONS),
         eigenvalues=choices(at.key("eigenvalues"), raw.get("eigenvalues", "both"), EIGENVALUE_SETS),
-        bias=boolean(at.key("bias"), raw.get("bias", True)), subset_seeds=subset_seeds)
+        bias=boolean(at.key("bias"), raw.get("bias", True)), subset_seeds=subset_seeds,
+        phi_init=choice(at.key("phi_init"), raw.get("phi_init", "uniform"), PHI_INITS),
+        eigval_init=choice(at.key("eigval_init"), raw.get("eigval_init", "uniform"), EIGVAL_INITS))
 
 
 def _per_mode(at: At, value: Any, default: float | None, modes: tuple[str, ...]) -> PerMode:

@@ -109,15 +109,14 @@ def test_quickstart_grid():
 def test_width_studies_cover_every_mode_width_and_seed(activation):
     spec = load_study(STUDIES / f"fmnist-widths-{activation}.yaml")
     configs = spec.trial_configs()
-    assert len(configs) == spec.trial_count() == 5 * 8 * 3
+    assert len(configs) == spec.trial_count() == 5 * 5 * 3
     for config in configs:
         check_config(config)
     cells = {(c["mode"], c["widths"][0], c["seed"]) for c in configs}
-    assert cells == {(m, w, s) for m in MODES for w in (16, 32, 64, 128, 256, 512, 1024, 2048)
-                     for s in (0, 1, 2)}
+    assert cells == {(m, w, s) for m in MODES for w in (16, 64, 256, 1024, 2048) for s in (0, 1, 2)}
     assert len({c["cell"] for c in configs}) == len(configs)
     assert {c["activation"] for c in configs} == {activation}
-    assert {c["epochs"] for c in configs} == {10} and {c["repeats"] for c in configs} == {1}
+    assert {c["epochs"] for c in configs} == {5} and {c["repeats"] for c in configs} == {1}
 
 
 def test_grid_order_is_seed_outermost_and_deterministic():
@@ -140,7 +139,8 @@ def test_grid_expands_every_axis_and_looks_up_lr_per_mode():
         "pruning": {"methods": ["eigenvalue", "connectivity"], "fractions": [0.5, 0.9], "retrain_epochs": 0},
         "testing": {"inject_failure": "first_attempt"}})
     configs = spec.trial_configs()
-    assert len(configs) == 5 * 3 * 2 * 2
+    # dense has no eigenvalues: it runs once per cell, not once per eigenvalue set
+    assert len(configs) == (4 * 2 + 1) * 3 * 2
     for config in configs:
         check_config(config)
         mode = config["mode"]
@@ -151,7 +151,8 @@ def test_grid_expands_every_axis_and_looks_up_lr_per_mode():
                                      "retrain_epochs": 0}
         assert config["inject_failure"] == "first_attempt"
     assert {tuple(c["widths"]) for c in configs} == {(), (32,), (64, 16)}
-    assert "dense_wnone_tanh_receiving_s0" in {c["cell"] for c in configs}
+    assert "dense-restricted_wnone_tanh_receiving_s0" in {c["cell"] for c in configs}
+    assert {c["eigenvalues"] for c in configs if c["mode"] == "dense"} == {"both"}
 
 
 def test_defaults():
@@ -171,6 +172,20 @@ def test_defaults():
 def test_yaml_reads_1e_minus_3_as_a_float(tmp_path):
     spec = load_study(write(tmp_path, BASE + "  lr: 1e-3\n  lr_eigvals: 3E-2\n"))
     assert spec.training.lr.default == 1e-3 and spec.training.lr_eigvals.default == 0.03
+
+
+def test_subset_seeds_and_init_options_reach_the_trial_configs():
+    spec = parse_study({"name": "t", "dataset": "synthetic", "search": {"repeats": 2},
+                        "model": {"modes": ["spectral-eigvals", "dense-restricted"], "widths": [[]],
+                                  "subset_seeds": [4, 5, 6], "phi_init": "glorot", "eigval_init": "ones"}})
+    configs = spec.trial_configs()
+    assert len(configs) == spec.trial_count() == (1 + 3) * 2
+    restricted = [c for c in configs if c["mode"] == "dense-restricted"]
+    assert sorted(c["subset_seed"] for c in restricted) == [4, 4, 5, 5, 6, 6]
+    assert {c["subset_seed"] for c in configs if c["mode"] == "spectral-eigvals"} == {None}
+    assert {(c["phi_init"], c["eigval_init"]) for c in configs} == {("glorot", "ones")}
+    assert len({c["cell"] for c in configs}) == len(configs)
+    assert parse_study(spec.to_dict()) == spec
 
 
 def _base() -> dict:
