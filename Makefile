@@ -48,7 +48,7 @@ clean:
 # The Fashion-MNIST reproduction of the papers (docs/results/REPRODUCTION.md): about 90 minutes
 # on 2 CPU cores. Runs the studies, then rebuilds the figures and tables into docs/results/.
 REPRO_STUDIES ?= fmnist-lr-tuning fmnist-perceptron-weights fmnist-pruning-tanh fmnist-pruning-relu \
-                 fmnist-widths-relu fmnist-widths-linear
+                 fmnist-widths-relu fmnist-widths-linear fmnist-pruning-tanh-init2022
 reproduce: setup
 	for s in $(REPRO_STUDIES); do $(BIN)/spectral-study run studies/$$s.yaml || exit 1; done
 	$(MAKE) figures
@@ -58,3 +58,4 @@ figures:
 	$(BIN)/python analysis/curves.py results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
 	$(BIN)/python analysis/pruning.py results/fmnist-pruning-tanh results/fmnist-pruning-relu --out docs/results
 	$(BIN)/python analysis/weights.py results/fmnist-perceptron-weights --out docs/results
+	$(BIN)/python analysis/pruning.py results/fmnist-pruning-tanh-init2022 --out docs/results/init2022
