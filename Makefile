@@ -56,6 +56,7 @@ reproduce: setup
 figures:
 	$(BIN)/python analysis/lr_tuning.py results/fmnist-lr-tuning --out docs/results
 	$(BIN)/python analysis/curves.py results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
+	$(BIN)/python analysis/claims.py results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
 	$(BIN)/python analysis/pruning.py results/fmnist-pruning-tanh results/fmnist-pruning-relu --out docs/results
 	$(BIN)/python analysis/weights.py results/fmnist-perceptron-weights --out docs/results
 	$(BIN)/python analysis/pruning.py results/fmnist-pruning-tanh-init2022 --out docs/results/init2022

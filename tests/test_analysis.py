@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `analysis` is a folder of scripts, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from analysis import curves, lr_tuning, pruning, weights
+from analysis import claims, curves, lr_tuning, pruning, weights
 from analysis.stats import AnalysisError, bootstrap_ci, load, require_columns, summarize
 from spectral_study.results import ResultsWriter
 from spectral_study.trial import run_trial
@@ -251,3 +251,17 @@ def test_lr_tuning_lists_each_modes_best_trial(curve_results, tmp_path):
     text = (tmp_path / "lr_tuning.md").read_text()
     assert "## Winners" in text and all(mode in text for mode in CURVE_MODES)
     _check_png(tmp_path / "lr_tuning.png")
+
+
+def test_claims_pair_modes_by_seed(curve_results, tmp_path):
+    assert claims.main([str(curve_results), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "claims.csv")
+    assert set(table["claim"]) == {"C1"}  # no spectral-full trials: no C2 rows
+    assert sorted(table["width"]) == [8, 32] and (table["n"] == len(SEEDS)).all()
+    _check_intervals(table)
+    trials = load([curve_results])["trials"].set_index(["mode", "width", "seed"])["final_test_accuracy"]
+    for row in table.itertuples():
+        diffs = [trials[("spectral-eigvals", row.width, s)] - trials[("dense-restricted", row.width, s)]
+                 for s in SEEDS]
+        assert row.mean == pytest.approx(np.mean(diffs)) and row.wins == sum(d > 0 for d in diffs)
+    assert (table["trainable_a"] == table["trainable_b"]).all()
