@@ -34,7 +34,7 @@ data:
 	fi
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 quickstart: setup
 	$(BIN)/spectral-study run studies/quickstart.yaml

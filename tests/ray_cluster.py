@@ -126,9 +126,15 @@ def start_cluster(nodes: list[dict]) -> LocalCluster:
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="rt", dir="/tmp")), _free_port())
     try:
         for k, resources in enumerate(nodes):
-            cluster.start_node(head=k == 0, **resources)
+            node = cluster.start_node(head=k == 0, **resources)
             if k == 0:
-                _wait_for_port(cluster.port, cluster.nodes[0])
+                _wait_for_port(cluster.port, node)
+            # One node at a time: nodes started together on one machine can race for the same
+            # free ports and one of them exits; such a node is started again, once.
+            elif not _wait_until_started(node):
+                cluster.nodes.remove(node)
+                if not _wait_until_started(cluster.start_node(head=False, **resources)):
+                    raise RuntimeError(f"Ray node {k} did not start twice; log:\n{node.log.read_text()[-3000:]}")
     except BaseException:
         cluster.stop()
         raise
@@ -141,6 +147,18 @@ def _ensure_auth_token() -> None:
     if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").exists():
         return
     subprocess.run([RAY, "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
+
+
+def _wait_until_started(node: Node, timeout: float = 90) -> bool:
+    """True once ``ray start`` says the node runs; False if it exited first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "Ray runtime started" in node.log.read_text():
+            return True
+        if node.process.poll() is not None:
+            return False
+        time.sleep(0.3)
+    raise TimeoutError(f"Ray node did not start in {timeout:.0f} s; log:\n{node.log.read_text()[-3000:]}")
 
 
 def _free_port() -> int:

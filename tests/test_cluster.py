@@ -1,5 +1,5 @@
-"""Studies on a real multi-node Ray cluster (several raylets on this machine) and faults:
-a worker node killed mid-study, trials that raise, fractional GPUs."""
+"""Studies on a real multi-node Ray cluster (several raylets on this machine): trials on every
+node, a worker node killed mid-study, a driver killed and resumed against the same cluster."""
 import os
 import signal
 import subprocess
@@ -91,6 +91,9 @@ def test_worker_node_killed_mid_study(tmp_path):
 
         tables = load_results(outcome.results)
         trials, epochs = tables["trials"], tables["epochs"]
+        # What happened to each trial (shown with `pytest -s`).
+        print(trials[["trial_id", "cell", "status", "attempt", "restored_from_epoch", "node_id",
+                      "wall_seconds"]].assign(node_id=trials["node_id"].str[:8]).to_string())
         assert len(trials) == 6 and trials["trial_id"].is_unique
         assert set(trials["status"]) == {"completed"}
         assert len(epochs) == 6 * 8 and not epochs.duplicated(["trial_id", "epoch"]).any()
@@ -111,27 +114,6 @@ def _node_id_of(node) -> str:
             return info["NodeID"]
     # Raylet socket names hold no PID on every version: fall back to the node started last.
     return [n for n in ray.nodes() if n["Alive"]][-1]["NodeID"]
-
-
-def test_trial_failing_once_is_retried_and_completes(local_ray, tmp_path):
-    spec = study(tmp_path, "flaky", extra="testing: {inject_failure: first_attempt, failing_modes: [dense]}")
-    trials = load_results(run_study(spec).results)["trials"]
-    assert len(trials) == 6 and set(trials["status"]) == {"completed"}
-    dense = trials[trials["mode"] == "dense"]
-    assert (dense["attempt"] == 2).all() and (dense["restored_from_epoch"] == 1).all()
-    assert (trials.loc[trials["mode"] != "dense", "attempt"] == 1).all()
-
-
-def test_trial_always_failing_is_recorded_and_the_study_goes_on(local_ray, tmp_path):
-    spec = study(tmp_path, "broken", extra="testing: {inject_failure: always, failing_modes: [dense]}")
-    tables = load_results(run_study(spec).results)
-    trials = tables["trials"]
-    assert len(trials) == 6
-    failed = trials[trials["status"] == "failed"]
-    assert set(failed["mode"]) == {"dense"} and len(failed) == 2
-    assert failed["error"].str.contains("injected failure").all()
-    assert (failed["attempt"] == 3).all()  # the first try and two retries
-    assert set(trials.loc[trials["mode"] != "dense", "status"]) == {"completed"}
 
 
 def test_driver_killed_and_resumed_against_the_same_cluster(cluster, tmp_path):
