@@ -118,8 +118,10 @@ class SpectralLinear(nn.Module):
         if phi_init == "glorot":
             phi_scale = math.sqrt(6.0 / (in_features + out_features))
         # φ is (out × in) but stored column-major: F.linear's backward hands us ∂L/∂W in that
-        # layout, and elementwise kernels on operands with mismatched strides run several
-        # times slower than on matching ones (measured: benchmarks/layer_speed.py).
+        # layout, and elementwise kernels on operands with mismatched strides are slower than
+        # on matching ones. The price: the forward matmul reads a column-major W, which costs
+        # a little too; row-major φ plus a copy of ∂L/∂W measured about the same on the 2-core
+        # VM (benchmarks/layer_speed.py; run-to-run noise there is ±10 %).
         self.phi = nn.Parameter(uniform((in_features, out_features), phi_scale).t(),
                                 requires_grad=train_eigvecs)
         if eigval_init == "uniform":
