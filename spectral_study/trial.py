@@ -112,9 +112,15 @@ def run_trial(config: dict, report=None, *, checkpoint: dict | None = None, data
         history = list(checkpoint["history"])
     status, summary = "completed", None
     while summary is None:
-        per_seed = [trainer.run_epoch() for trainer in trainers]
-        metrics = {**_mean_metrics(per_seed), "trainable_params": trainable, "total_params": total}
-        history.append(metrics)
+        # A checkpoint taken at the last epoch (the driver died before it saw the trial end)
+        # needs no more training: the trial only has to report its summary again.
+        finished_before = bool(history) and trainers[0].epoch >= setup.train_config.epochs
+        if finished_before:
+            metrics = history[-1]
+        else:
+            per_seed = [trainer.run_epoch() for trainer in trainers]
+            metrics = {**_mean_metrics(per_seed), "trainable_params": trainable, "total_params": total}
+            history.append(metrics)
         if any(trainer.diverged for trainer in trainers):
             status = "diverged"
         if status == "diverged" or trainers[0].epoch >= setup.train_config.epochs:

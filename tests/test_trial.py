@@ -50,6 +50,16 @@ def test_checkpoint_continues_instead_of_restarting():
     assert [h["test_accuracy"] for h in resumed["history"]] == [h["test_accuracy"] for h in full["history"]]
 
 
+def test_checkpoint_of_the_last_epoch_reports_without_training_again():
+    """A driver that died after the last epoch's checkpoint: the resumed trial trains no more."""
+    states = []
+    full = run_trial({**SMALL, "mode": "dense"}, lambda m, s: states.append(copy.deepcopy(s)))
+    reported = []
+    again = run_trial({**SMALL, "mode": "dense"}, lambda m, s: reported.append(m["epoch"]), checkpoint=states[-1])
+    assert reported == [2] and again["epochs_completed"] == 2
+    assert [h["test_accuracy"] for h in again["history"]] == [h["test_accuracy"] for h in full["history"]]
+
+
 def test_diverged_trial_is_a_result():
     summary = run_trial({**SMALL, "mode": "dense", "optimizer": "sgd", "lr": 1e12, "epochs": 4})
     assert summary["status"] == "diverged" and summary["epochs_completed"] < 4
