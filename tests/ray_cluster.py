@@ -29,6 +29,15 @@ NODE_ENV = {"RAY_AUTH_MODE": "token","RAY_health_check_initial_delay_ms": "0", "
 class Node:
     process: subprocess.Popen
     log: Path
+    label: str  # a custom Ray resource only this node has, to find its node id
+
+    def node_id(self) -> str:
+        import ray
+
+        for info in ray.nodes():
+            if info["Alive"] and self.label in info.get("Resources", {}):
+                return info["NodeID"]
+        raise RuntimeError(f"no live Ray node with resource {self.label!r}")
 
     def descendants(self) -> list[int]:
         """PIDs of every process this node started (read from /proc)."""
@@ -62,15 +71,18 @@ class LocalCluster:
     temp_dir: Path
     port: int
     nodes: list[Node] = field(default_factory=list)
+    started: int = 0
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start_node(self, *, head: bool, num_cpus: float, num_gpus: float = 0) -> Node:
-        log = self.temp_dir / f"node{len(self.nodes)}.log"
+        self.started += 1
+        log = self.temp_dir / f"node{self.started}.log"
+        label = f"test_node_{self.started}"
         command = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
-                   f"--num-gpus={num_gpus}", "--disable-usage-stats"]
+                   f"--num-gpus={num_gpus}", "--disable-usage-stats", f"--resources={{\"{label}\": 1}}"]
         if head:
             command += ["--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}",
                         "--include-dashboard=false"]
@@ -79,7 +91,7 @@ class LocalCluster:
         with open(log, "w") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                        env={**os.environ, **NODE_ENV}, start_new_session=True)
-        node = Node(process, log)
+        node = Node(process, log, label)
         self.nodes.append(node)
         return node
 

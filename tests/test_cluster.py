@@ -67,7 +67,7 @@ def test_worker_node_killed_mid_study(tmp_path):
     try:
         cluster.connect(3)
         victim = cluster.nodes[2]
-        victim_id = _node_id_of(victim)
+        victim_id = victim.node_id()
         spec = study(tmp_path, "node-loss", widths="256", epochs=8, repeats=2)
         results = tmp_path / "results" / "node-loss"
         killed = threading.Event()
@@ -104,16 +104,6 @@ def test_worker_node_killed_mid_study(tmp_path):
     finally:
         ray.shutdown()
         cluster.stop()
-
-
-def _node_id_of(node) -> str:
-    """The Ray node id of ``node`` (matched by its raylet's PID)."""
-    pid = node.raylet_pid()
-    for info in ray.nodes():
-        if info["Alive"] and info.get("RayletSocketName", "").find(str(pid)) >= 0:
-            return info["NodeID"]
-    # Raylet socket names hold no PID on every version: fall back to the node started last.
-    return [n for n in ray.nodes() if n["Alive"]][-1]["NodeID"]
 
 
 def test_driver_killed_and_resumed_against_the_same_cluster(cluster, tmp_path):
