@@ -110,7 +110,7 @@ class ResultsWriter:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = os.fspath(root)
-        self.fs, self.path = _filesystem(root)
+        self.fs, self.path = filesystem(root)
 
     def write_trial(self, trial_id: str, study: str | None, summary: dict | None, *,
                     status: str | None = None, error: str | None = None,
@@ -266,7 +266,7 @@ def _package_version() -> str | None:
         return None
 
 
-def _filesystem(root) -> tuple[pafs.FileSystem, str]:
+def filesystem(root) -> tuple[pafs.FileSystem, str]:
     """A URI through pyarrow (s3://, gs://, file://…); a plain path as an absolute local one."""
     text = os.fspath(root)
     if "://" not in text:
@@ -278,8 +278,26 @@ def _filesystem(root) -> tuple[pafs.FileSystem, str]:
     return fs, path.rstrip("/")
 
 
+def write_text(root, name: str, text: str) -> None:
+    """Write ``root/name`` (a local path or a URI), creating ``root`` if needed."""
+    fs, base = filesystem(root)
+    fs.create_dir(base, recursive=True)
+    with fs.open_output_stream(f"{base}/{name}") as stream:
+        stream.write(text.encode())
+
+
+def read_text(root, name: str) -> str:
+    """The text of ``root/name``; FileNotFoundError naming the path when it is not there."""
+    fs, base = filesystem(root)
+    try:
+        with fs.open_input_stream(f"{base}/{name}") as stream:
+            return stream.read().decode()
+    except (FileNotFoundError, OSError) as error:
+        raise FileNotFoundError(f"{os.fspath(root)}/{name}: cannot read ({error})") from None
+
+
 def _existing(path) -> tuple[pafs.FileSystem, str]:
-    fs, root = _filesystem(path)
+    fs, root = filesystem(path)
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         raise ResultsError(f"{os.fspath(path)}: no results folder there; `{PRODUCER}` writes one")
     return fs, root

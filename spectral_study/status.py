@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 
-import yaml
-
 from spectral_study.results import load_table
 
 STATUS_ORDER = ("completed", "stopped", "diverged", "failed")
@@ -31,12 +29,10 @@ def study_status(path: str | os.PathLike) -> str:
 
 
 def _planned_trials(path) -> int | None:
-    """The total from the saved study (local results only; None when unknown)."""
-    study_file = os.path.join(os.fspath(path), "study.yaml")
-    if "://" in os.fspath(path) or not os.path.exists(study_file):
-        return None
-    with open(study_file) as handle:
-        raw = yaml.safe_load(handle)
-    from spectral_study.study import parse_study
+    """The total from the study saved beside the results (None when it is not there)."""
+    from spectral_study.study import load_resolved_study
 
-    return parse_study(raw, study_file).trial_count()
+    try:
+        return load_resolved_study(path).trial_count()
+    except FileNotFoundError:
+        return None

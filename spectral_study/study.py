@@ -357,6 +357,17 @@ def _widths_to_yaml(axis: tuple[Widths, ...]) -> list:
 
 # ---------------------------------------------------------------------------------- parsing
 
+RESOLVED_STUDY_FILE = "study.yaml"  # the resolved study, saved beside a study's results
+
+
+def load_resolved_study(results_root) -> StudySpec:
+    """The resolved study a run saved beside its results (``<results>/study.yaml``)."""
+    from spectral_study.results import read_text  # pyarrow: only when results are read
+
+    text = read_text(results_root, RESOLVED_STUDY_FILE)
+    return parse_study(yaml.safe_load(text), f"{results_root}/{RESOLVED_STUDY_FILE}")
+
+
 def load_study(path) -> StudySpec:
     """Read and validate a study file; any problem raises one `StudyError`."""
     return parse_study(load_yaml(path), source=str(path))

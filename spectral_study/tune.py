@@ -48,16 +48,15 @@ def _use_token_auth_if_available() -> None:
 
 _use_token_auth_if_available()
 
-import pyarrow.fs as pafs  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from spectral_study.data import load_dataset  # noqa: E402
 from spectral_study.progress import StudyCallback  # noqa: E402
-from spectral_study.study import StudySpec, load_study  # noqa: E402
+from spectral_study.results import write_text  # noqa: E402
+from spectral_study.study import RESOLVED_STUDY_FILE, StudySpec, load_resolved_study  # noqa: E402
 
 EXPERIMENT_DIR = "_tune"
-STUDY_FILE = "study.yaml"
 CHECKPOINT_FILE = "state.pt"
 
 
@@ -78,7 +77,7 @@ def results_root(spec: StudySpec) -> str:
 def run_study(spec: StudySpec, *, address: str | None = None, echo=print) -> StudyOutcome:
     """Run ``spec`` to the end; trials' results land in Parquet as they finish."""
     root = results_root(spec)
-    _write_text(root, STUDY_FILE, spec.to_yaml())
+    write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
     with _ray_session(address, echo):
         data = _load_data(spec, echo)
         tuner = tune.Tuner(_trainable(spec, data), param_space=_param_space(spec),
@@ -108,20 +107,11 @@ def resume_study(path: str, *, address: str | None = None, echo=print) -> StudyO
 
 def load_study_from_results(root: str) -> StudySpec:
     """The resolved study saved beside the results."""
-    fs, base = _filesystem(root)
-    path = base + "/" + STUDY_FILE
     try:
-        with fs.open_input_stream(path) as stream:
-            text = stream.read().decode()
-    except (FileNotFoundError, OSError) as error:
-        raise FileNotFoundError(f"{root}: no {STUDY_FILE} here ({error}); is this a study's results "
-                                f"folder (written by `spectral-study run`)?") from None
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        handle.write(text)
-    try:
-        return load_study(handle.name)
-    finally:
-        os.unlink(handle.name)
+        return load_resolved_study(root)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; is this a study's results folder (written by "
+                                f"`spectral-study run`)?") from None
 
 
 # ------------------------------------------------------------------------------ the trial side
@@ -304,16 +294,3 @@ class _ray_session:
     def __exit__(self, *exc) -> None:
         if self.owned:
             ray.shutdown()
-
-
-def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in root:
-        return pafs.FileSystem.from_uri(root)
-    return pafs.LocalFileSystem(), root
-
-
-def _write_text(root: str, name: str, text: str) -> None:
-    fs, base = _filesystem(root)
-    fs.create_dir(base, recursive=True)
-    with fs.open_output_stream(base + "/" + name) as stream:
-        stream.write(text.encode())
