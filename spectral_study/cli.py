@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="trials done / stopped / failed / diverged and the best so far")
     status.add_argument("path", help="results/<study>")
     status.set_defaults(handler=_status)
+
+    from spectral_study import data_cli  # here, not at the top: data_cli imports EXIT_BAD_INPUT from us
+    data_cli.add_parser(commands)
     return parser
 
 

@@ -1,13 +1,16 @@
 """Contracts of `spectral_study.data`: real IDX and CIFAR-10 files written into tmp_path, each
-fault the loader must turn into a readable `DatasetError`, and the real Fashion-MNIST."""
+fault the loader must turn into a readable `DatasetError`, explicit paths searched alone, data
+fingerprints and their cache, the numpy form for Ray, and the real Fashion-MNIST."""
 from __future__ import annotations
 
 import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +23,16 @@ from spectral_study.data import DATASETS, Dataset, DatasetError, load_dataset, s
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# The published Fashion-MNIST's fingerprint: Debian's copy holds the published contents.
+FASHION_MNIST_FINGERPRINT = "sha256:d0a13531871adf77"
 
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
-    """Keep the developer's ~/.cache and $SPECTRAL_STUDY_DATA out of every test."""
+    """Keep the developer's ~/.cache, $SPECTRAL_STUDY_DATA and $SPECTRAL_STUDY_MIRROR out of every test."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SPECTRAL_STUDY_DATA", raising=False)
+    monkeypatch.delenv("SPECTRAL_STUDY_MIRROR", raising=False)
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
@@ -93,16 +99,52 @@ def test_idx_files_load_flat_unit_float32(tmp_path, gz):
 
 def test_missing_files_name_every_searched_path_and_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECTRAL_STUDY_DATA", str(tmp_path / "store"))
-    write_idx_set(tmp_path / "partial")
-    (tmp_path / "partial" / "t10k-labels-idx1-ubyte.gz").unlink()
+    write_idx_set(tmp_path / "store" / "mnist")
+    (tmp_path / "store" / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DatasetError) as info:
-        load_dataset("mnist", path=tmp_path / "partial", download=False)
+        load_dataset("mnist", download=False)
     message = str(info.value)
-    for directory in search_paths("mnist", tmp_path / "partial"):
+    for directory in search_paths("mnist"):
         assert str(directory) in message
-    assert "missing t10k-labels-idx1-ubyte[.gz]" in message
+    assert f"{tmp_path / 'store' / 'mnist'}: incomplete: missing t10k-labels-idx1-ubyte[.gz]" in message
     assert "no such directory" in message
     assert "https://ossci-datasets.s3.amazonaws.com/mnist/" in message and "SPECTRAL_STUDY_DATA" in message
+
+
+# --- an explicit path is the user's word -----------------------------------------------------
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_incomplete_explicit_path_is_refused_even_with_a_complete_copy_elsewhere(tmp_path, monkeypatch,
+                                                                                 download):
+    # The bug of issue 12: a complete copy in the default search used to be loaded instead.
+    write_idx_set(tmp_path / "store" / "mnist")
+    monkeypatch.setenv("SPECTRAL_STUDY_DATA", str(tmp_path / "store"))
+    files = {f"{s}.gz": md5(tmp_path / "store" / "mnist" / f"{s}.gz") for s in IDX_STEMS}
+    monkeypatch.setitem(data._MIRRORS, "mnist", ((tmp_path / "store" / "mnist").as_uri() + "/", files))
+    write_idx_set(tmp_path / "mine")
+    (tmp_path / "mine" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DatasetError) as info:
+        load_dataset("mnist", path=tmp_path / "mine", download=download)
+    message = str(info.value)
+    assert message.startswith(f"mnist: {tmp_path / 'mine'} is incomplete: missing t10k-labels-idx1-ubyte[.gz]")
+    assert "searched alone" in message and str(tmp_path / "store") not in message
+    assert not (tmp_path / "mine" / "t10k-labels-idx1-ubyte.gz").exists()  # nothing was fetched
+
+
+def test_explicit_path_that_does_not_exist_is_refused(tmp_path):
+    write_idx_set(tmp_path / "home" / ".cache" / "spectral-study" / "mnist")  # a complete copy to ignore
+    with pytest.raises(DatasetError, match=rf"mnist: {tmp_path / 'typo'} is absent \(no such directory\)"):
+        load_dataset("mnist", path=tmp_path / "typo", download=False)
+
+
+def test_corrupt_file_in_explicit_path_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    write_idx_set(tmp_path / "store")
+    monkeypatch.setenv("SPECTRAL_STUDY_DATA", str(tmp_path / "store"))
+    write_idx_set(tmp_path / "mine")
+    (tmp_path / "mine" / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(DatasetError, match=rf"{tmp_path / 'mine' / 'train-labels-idx1-ubyte.gz'}: cannot read"):
+        load_dataset("mnist", path=tmp_path / "mine", download=False)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
@@ -159,10 +201,22 @@ def test_labels_must_be_class_indices(tmp_path):
 
 def test_search_paths_order(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECTRAL_STUDY_DATA", str(tmp_path / "store"))
-    assert search_paths("mnist", tmp_path / "mine") == [
-        tmp_path / "mine", tmp_path / "store" / "mnist", tmp_path / "store",
+    assert search_paths("mnist") == [
+        tmp_path / "store" / "mnist", tmp_path / "store",
         tmp_path / "home" / ".cache" / "spectral-study" / "mnist", Path("/usr/share/datasets/mnist")]
+    assert search_paths("mnist", tmp_path / "mine") == [tmp_path / "mine"]  # alone
     assert search_paths("synthetic") == []
+
+
+def test_survey_says_what_each_search_path_holds(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECTRAL_STUDY_DATA", str(tmp_path / "store"))
+    write_idx_set(tmp_path / "store" / "mnist")
+    (tmp_path / "store" / "mnist" / "train-images-idx3-ubyte.gz").unlink()
+    write_cifar(tmp_path / "home" / ".cache" / "spectral-study" / "cifar10" / "cifar-10-batches-py")
+    assert [state for _, state in data.survey("mnist")] == [
+        "incomplete: missing train-images-idx3-ubyte[.gz]", "absent (none of its files)",
+        "absent (no such directory)", "absent (no such directory)"]
+    assert [state for _, state in data.survey("cifar10")][2] == "complete (in cifar-10-batches-py/)"
 
 
 def test_explicit_path_wins_over_environment(tmp_path, monkeypatch):
@@ -351,7 +405,7 @@ def test_load_downloads_from_the_mirror_table_into_the_data_dir(tmp_path, monkey
     ds = load_dataset("mnist")
     assert ds.source == str(tmp_path / "store" / "mnist")
     np.testing.assert_array_equal(ds.y_train.numpy(), arrays["train-labels-idx1-ubyte"])
-    assert sorted(p.name for p in (tmp_path / "store" / "mnist").iterdir()) == sorted(files)
+    assert sorted(p.name for p in (tmp_path / "store" / "mnist").iterdir()) == sorted([*files, data._SIDECAR])
 
 
 def test_failed_download_reports_search_and_download(tmp_path, monkeypatch):
@@ -360,6 +414,142 @@ def test_failed_download_reports_search_and_download(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match=r"(?s)mnist: data files not found.*Downloading failed: "
                                            r"mnist: could not download"):
         load_dataset("mnist")
+
+
+# --- fingerprints ----------------------------------------------------------------------------
+
+
+def manifest_fingerprint(directory: Path, stems) -> str:
+    """The documented definition, computed independently of the code under test."""
+    lines = []
+    for stem in sorted(stems):
+        path = directory / f"{stem}.gz" if (directory / f"{stem}.gz").exists() else directory / stem
+        contents = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        lines.append(f"{hashlib.sha256(contents).hexdigest()}  {stem}\n")
+    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
+
+
+def test_fingerprint_is_the_documented_digest_of_the_contents(tmp_path):
+    write_idx_set(tmp_path / "gz")
+    write_idx_set(tmp_path / "raw", gz=False)
+    ds = load_dataset("mnist", path=tmp_path / "gz", download=False)
+    assert ds.fingerprint == manifest_fingerprint(tmp_path / "gz", IDX_STEMS)
+    assert len(ds.fingerprint) == len("sha256:") + 16 and ds.normalize == "unit"
+    # The same data, un-gzipped elsewhere: the same fingerprint (contents, not packaging).
+    assert data.fingerprint("mnist", tmp_path / "raw") == ds.fingerprint
+
+
+def test_copies_differing_by_one_byte_have_different_fingerprints(tmp_path):
+    arrays = write_idx_set(tmp_path / "a")
+    write_idx_set(tmp_path / "b")
+    arrays["train-images-idx3-ubyte"][3, 14, 14] ^= 1  # one pixel, one bit
+    write_idx(tmp_path / "b", "train-images-idx3-ubyte", idx_bytes(arrays["train-images-idx3-ubyte"]))
+    a = load_dataset("mnist", path=tmp_path / "a", download=False)
+    b = load_dataset("mnist", path=tmp_path / "b", download=False)
+    assert a.fingerprint != b.fingerprint
+    assert b.fingerprint == manifest_fingerprint(tmp_path / "b", IDX_STEMS)
+
+
+def test_cifar_fingerprint_covers_the_six_batches(tmp_path):
+    write_cifar(tmp_path / "a")
+    write_cifar(tmp_path / "b")
+    (tmp_path / "b" / "test_batch").write_bytes(pickle.dumps(cifar_batch(4, 100), protocol=2))
+    a, b = (load_dataset("cifar10", path=tmp_path / d, download=False) for d in "ab")
+    assert a.fingerprint == manifest_fingerprint(tmp_path / "a", data._CIFAR_BATCHES) != b.fingerprint
+
+
+def test_second_load_is_served_from_the_sidecar_and_verify_never_trusts_it(tmp_path):
+    write_idx_set(tmp_path)
+    first = load_dataset("mnist", path=tmp_path, download=False).fingerprint
+    sidecar = json.loads((tmp_path / data._SIDECAR).read_text())
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    assert sidecar["files"][path.name] == {
+        "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()}
+    # A new process (empty memory) with a doctored sidecar: the digest comes from the sidecar,
+    # not from re-reading the file -- which is what makes a second load cheap.
+    data._DIGESTS.clear()
+    sidecar["files"][path.name]["sha256"] = "0" * 64
+    (tmp_path / data._SIDECAR).write_text(json.dumps(sidecar))
+    assert load_dataset("mnist", path=tmp_path, download=False).fingerprint != first
+    # verify re-reads every file, and repairs the cache.
+    result = data.verify("mnist", path=tmp_path)
+    assert not result.intact and result.fingerprint is None  # 20 random images are not MNIST
+    assert "shape (20, 28, 28), expected (60000, 28, 28)" in result.files[0].problem
+    data._DIGESTS.clear()
+    assert load_dataset("mnist", path=tmp_path, download=False).fingerprint == first
+
+
+def test_changed_file_is_rehashed(tmp_path):
+    arrays = write_idx_set(tmp_path)
+    first = load_dataset("mnist", path=tmp_path, download=False).fingerprint
+    arrays["t10k-labels-idx1-ubyte"][0] = (arrays["t10k-labels-idx1-ubyte"][0] + 1) % 10
+    path = write_idx(tmp_path, "t10k-labels-idx1-ubyte", idx_bytes(arrays["t10k-labels-idx1-ubyte"]))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a later write
+    assert load_dataset("mnist", path=tmp_path, download=False).fingerprint != first
+
+
+def test_unwritable_data_directory_caches_in_the_home_cache(tmp_path):
+    write_idx_set(tmp_path / "ro")
+    (tmp_path / "ro" / data._SIDECAR).mkdir()  # the sidecar cannot be written (tests run as root)
+    ds = load_dataset("mnist", path=tmp_path / "ro", download=False)
+    cached = list((tmp_path / "home" / ".cache" / "spectral-study" / "sha256").iterdir())
+    assert len(cached) == 1 and json.loads(cached[0].read_text())["directory"] == str(tmp_path / "ro")
+    data._DIGESTS.clear()
+    assert load_dataset("mnist", path=tmp_path / "ro", download=False).fingerprint == ds.fingerprint
+
+
+def test_no_writable_cache_at_all_still_gives_the_fingerprint(tmp_path, monkeypatch):
+    write_idx_set(tmp_path / "ro")
+    (tmp_path / "ro" / data._SIDECAR).mkdir()
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("HOME", str(tmp_path / "file" / "home"))  # mkdir fails: not a directory
+    ds = load_dataset("mnist", path=tmp_path / "ro", download=False)
+    assert ds.fingerprint == manifest_fingerprint(tmp_path / "ro", IDX_STEMS)
+
+
+def test_synthetic_fingerprint_follows_its_generation_parameters():
+    def fp(size, seed):
+        return load_dataset("synthetic", synthetic_size=size, seed=seed).fingerprint
+
+    assert fp((30, 10), 0) == fp((30, 10), 0)
+    assert len({fp((30, 10), 0), fp((30, 10), 1), fp((31, 10), 0)}) == 3
+    assert fp((30, 10), 0).startswith("sha256:")
+
+
+def test_normalize_is_recorded():
+    assert load_dataset("synthetic", synthetic_size=(20, 10), normalize="standard").normalize == "standard"
+
+
+# --- the numpy form, for Ray's object store --------------------------------------------------
+
+
+def test_to_arrays_and_back_keeps_everything_without_copying(tmp_path):
+    write_idx_set(tmp_path)
+    ds = load_dataset("mnist", path=tmp_path, normalize="standard", download=False)
+    stored = ds.to_arrays()
+    assert all(isinstance(a, np.ndarray) for a in stored["arrays"].values())
+    assert np.shares_memory(stored["arrays"]["x_train"], ds.x_train.numpy())
+    # As Ray hands them to a trial: unpickled out of band, read-only.
+    arrays = {k: v.copy() for k, v in stored["arrays"].items()}
+    for a in arrays.values():
+        a.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the non-writable warning is expected and suppressed
+        back = Dataset.from_arrays({**stored, "arrays": arrays})
+    assert back.x_train.data_ptr() == arrays["x_train"].ctypes.data  # zero-copy
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(back, name), getattr(ds, name))
+    assert (back.name, back.n_classes, back.source, back.fingerprint, back.normalize) == (
+        ds.name, ds.n_classes, ds.source, ds.fingerprint, "standard")
+    assert Dataset.from_arrays(pickle.loads(pickle.dumps(stored, protocol=5))).fingerprint == ds.fingerprint
+
+
+def test_from_arrays_names_what_is_missing():
+    stored = load_dataset("synthetic", synthetic_size=(10, 5)).to_arrays()
+    del stored["fingerprint"], stored["arrays"]["y_test"]
+    with pytest.raises(ValueError, match="missing fingerprint, arrays.y_test"):
+        Dataset.from_arrays(stored)
 
 
 # --- the real data ---------------------------------------------------------------------------
@@ -374,3 +564,15 @@ def test_real_fashion_mnist():
     assert ds.x_train.min() == 0 and ds.x_train.max() == 1 and ds.n_classes == 10
     assert torch.bincount(ds.y_train).tolist() == [6000] * 10
     assert torch.bincount(ds.y_test).tolist() == [1000] * 10
+    assert (ds.fingerprint, ds.normalize) == (FASHION_MNIST_FINGERPRINT, "unit")
+    # /usr is the package manager's: the digests are cached in the user's cache, not beside the data.
+    assert not (FASHION_MNIST / data._SIDECAR).exists()
+    assert list((Path.home() / ".cache" / "spectral-study" / "sha256").glob("*.json"))
+
+
+def test_real_fashion_mnist_is_verified_against_the_published_checksums():
+    """Debian re-compressed the files (their .gz MD5s differ); their contents are the published ones."""
+    result = data.verify("fashion-mnist", path=FASHION_MNIST)
+    assert result.intact, [c.problem for c in result.files]
+    assert result.fingerprint == FASHION_MNIST_FINGERPRINT
+    assert [c.detail.split(",")[0] for c in result.files] == ["60000×28×28", "60000", "10000×28×28", "10000"]
