@@ -8,15 +8,28 @@ blocks: typed readers, the YAML loader, the storage and GPU-fraction checks.
 """
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
+
+from spectral_study.checks import (
+    Boolean,
+    Check,
+    Choice,
+    Integer,
+    Invalid,
+    ListOf,
+    Number,
+    Text,
+    join_path,
+    known_keys,
+)
 
 
 class StudyError(Exception):
@@ -31,7 +44,7 @@ class At:
     path: str = ""
 
     def key(self, name: str) -> At:
-        return At(self.source, f"{self.path}.{name}" if self.path else name)
+        return At(self.source, join_path(self.path, name))
 
     def index(self, i: int) -> At:
         return At(self.source, f"{self.path}[{i}]")
@@ -43,88 +56,63 @@ class At:
     def error(self, value: Any, expected: str) -> StudyError:
         return self.fail(f"got {value!r}; expected {expected}")
 
+    def check(self, check: Check, value: Any) -> Any:
+        """``check(value)``, or the `StudyError` that names this place (and any sub-path)."""
+        try:
+            return check(value)
+        except Invalid as error:
+            raise self.located(error) from None
 
-def one_of(allowed: Sequence[Any]) -> str:
-    return "one of: " + ", ".join(str(a) for a in allowed)
+    def located(self, error: Invalid) -> StudyError:
+        return At(self.source, join_path(self.path, error.path)).fail(error.message)
 
 
 def table(at: At, value: Any, keys: Sequence[str], *, required: Mapping[str, str] | None = None,
           hints: Mapping[str, str] | None = None) -> dict:
     """A mapping whose keys are all in ``keys``; ``required`` maps a key to what it should hold,
     ``hints`` maps a known-elsewhere key to why it is not allowed here."""
-    if not isinstance(value, Mapping):
-        raise at.error(value, f"a mapping with keys from: {', '.join(keys)}")
-    for key in value:
-        if key not in keys:
-            if isinstance(key, str) and hints and key in hints:
-                raise at.key(key).fail(f"got {value[key]!r}; expected no value here: {hints[key]}")
-            close = difflib.get_close_matches(str(key), keys, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise at.key(str(key)).fail(f"got unknown key {key!r}; expected {one_of(keys)}{hint}")
+    try:
+        known_keys(value, keys, hints)
+    except Invalid as error:
+        raise at.located(error) from None
     for key, expected in (required or {}).items():
         if key not in value or value[key] is None:
             raise at.key(key).fail(f"missing; expected {expected}")
     return dict(value)
 
 
+# Readers: the checks of `spectral_study.checks`, located at ``at``.
+
 def integer(at: At, value: Any, *, minimum: int = 0, maximum: int | None = None,
             expected: str | None = None) -> int:
-    """An int (never a bool: YAML's ``true`` is an int to Python) within the bounds."""
-    if expected is None:
-        expected = ("a positive integer" if minimum == 1 and maximum is None else
-                    f"an integer >= {minimum}" if maximum is None else
-                    f"an integer from {minimum} to {maximum}")
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
-            maximum is not None and value > maximum):
-        raise at.error(value, expected)
-    return value
+    return at.check(Integer(minimum, maximum, expected=expected), value)
 
 
 def number(at: At, value: Any, *, above: float = 0.0, expected: str = "a positive number") -> float:
-    """A finite int or float (never a bool) strictly greater than ``above``."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or not value > above):
-        raise at.error(value, expected)
-    return float(value)
+    return at.check(Number(above, expected=expected), value)
 
 
 def boolean(at: At, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise at.error(value, "true or false")
-    return value
+    return at.check(Boolean(), value)
 
 
 def text(at: At, value: Any, expected: str, *, pattern: str | None = None) -> str:
-    if not isinstance(value, str) or not value or (pattern and not re.fullmatch(pattern, value)):
-        raise at.error(value, expected)
-    return value
+    return at.check(Text(expected, pattern=pattern), value)
 
 
 def choice(at: At, value: Any, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise at.error(value, one_of(allowed))
-    return value
+    return at.check(Choice(allowed), value)
 
 
 def choices(at: At, value: Any, allowed: Sequence[str]) -> tuple[str, ...]:
     """One allowed string, or a non-empty list of distinct ones."""
-    if isinstance(value, str):
-        return (choice(at, value, allowed),)
-    return distinct(at, value, lambda item_at, item: choice(item_at, item, allowed), one_of(allowed))
+    return at.check(ListOf(Choice(allowed), single=True), value)
 
 
-def distinct(at: At, value: Any, read, expected: str) -> tuple:
-    """A non-empty list read item by item with ``read(at, item)``; duplicates are refused because
-    a grid would run the same trials twice."""
-    if not isinstance(value, list) or not value:
-        raise at.error(value, f"a non-empty list; each entry {expected}")
-    items = []
-    for i, item in enumerate(value):
-        parsed = read(at.index(i), item)
-        if parsed in items:
-            raise at.index(i).error(item, "each value once (a duplicate would repeat trials)")
-        items.append(parsed)
-    return tuple(items)
+def distinct(at: At, value: Any, check: Check, expected: str | None = None) -> tuple:
+    """A non-empty list of distinct items, each read by ``check``; a duplicate is refused
+    because a grid would run the same trials twice."""
+    return at.check(ListOf(check, expected=expected), value)
 
 
 # ---------------------------------------------------------------------------------- resources

@@ -65,12 +65,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_spec(path: Path, **overrides):
-    from spectral_study.study import StudyError, load_study
+    from spectral_study.study import StudyError, load_study, with_overrides
 
     try:
         spec = load_study(path)
         if any(v is not None for v in overrides.values()):
-            spec = spec.with_overrides(**overrides)
+            spec = with_overrides(spec, **overrides)
         return spec
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -83,8 +83,8 @@ def _validate(args) -> int:
         return EXIT_BAD_INPUT
     kind = (f"grid, {spec.search.repeats} seed(s) per cell" if spec.search.type == "grid"
             else f"optuna {spec.search.sampler}, {spec.search.metric} {spec.search.direction}")
-    print(f"{args.study}: ok — study {spec.name!r}: {spec.trial_count()} trials ({kind}) on {spec.dataset.name}, "
-          f"{spec.training.epochs} epochs, scheduler {spec.scheduler.type}, results in {spec.storage}/{spec.name}")
+    print(f"{args.study}: ok — study {spec.name!r}: {spec.trial_count()} trials ({kind}) on {spec.base.dataset}, "
+          f"{spec.base.epochs} epochs, scheduler {spec.scheduler.type}, results in {spec.storage}/{spec.name}")
     return 0
 
 
@@ -94,15 +94,16 @@ def _run(args) -> int:
         return EXIT_BAD_INPUT
     # Ray is imported only now, after the study file has been checked.
     from spectral_study.data import DatasetError
-    from spectral_study.tune import results_root, run_study
+    from spectral_study.results import results_root
+    from spectral_study.tune import run_study
 
     print(f"study {spec.name}: {spec.trial_count()} trials ({spec.search.type}), "
-          f"results -> {results_root(spec)}", flush=True)
+          f"results -> {results_root(spec.storage, spec.name)}", flush=True)
     try:
         outcome = run_study(spec, address=args.address)
     except DatasetError as error:
         return _bad_input(f"{args.study}: dataset: {error}")
-    return 0 if outcome.statuses else 1
+    return outcome.exit_code
 
 
 def _resume(args) -> int:
@@ -113,7 +114,7 @@ def _resume(args) -> int:
         outcome = resume_study(args.path, address=args.address)
     except (FileNotFoundError, DatasetError) as error:
         return _bad_input(str(error))
-    return 0 if outcome.statuses else 1
+    return outcome.exit_code
 
 
 def _status(args) -> int:
@@ -128,8 +129,9 @@ def _status(args) -> int:
 
 
 def _trial(args) -> int:
+    from spectral_study.config import TrialConfigError
     from spectral_study.data import DatasetError
-    from spectral_study.trial import TrialConfigError, run_trial
+    from spectral_study.trial import run_trial
 
     try:
         config = yaml.safe_load(args.config.read_text())

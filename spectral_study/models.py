@@ -16,54 +16,61 @@ Initialisation defaults and why:
   networks start on an equal footing. ``phi_init="glorot"`` / ``eigval_init="ones"`` give the
   authors' 2022 variant (initial W = −φ).
 - dense modes: ``nn.Linear``'s default (U(±1/√in)), the standard a reader compares against;
-  dense-restricted keeps that init for its frozen weights.
+  dense-restricted keeps that init for its frozen weights. ``dense_init="glorot"`` is Keras'
+  default (Glorot-uniform weights, zero biases), what the authors' dense baselines used.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spectral_study.spectral import EIGENVALUE_SETS, SpectralLinear
-
-MODES = ("spectral-eigvals", "spectral-eigvecs", "spectral-full", "dense", "dense-restricted")
-SPECTRAL_MODES = ("spectral-eigvals", "spectral-eigvecs", "spectral-full")
-ACTIVATIONS = ("linear", "relu", "tanh", "elu")
+from spectral_study.checks import Invalid
+from spectral_study.config import TrialConfig, field_check
+from spectral_study.spectral import SpectralLinear
+from spectral_study.vocabulary import SPECTRAL_MODES
 
 _ACTIVATION_FUNCTIONS = {"linear": None, "relu": F.relu, "tanh": torch.tanh, "elu": F.elu}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What `build_model` needs; every field has the default a study file gets."""
+    """What `build_model` needs. Fields named like `TrialConfig`'s take its default and its
+    check (a bad value raises ValueError naming the field); the rest describe the data set and
+    the authors' initialisation scales."""
 
     mode: str
     in_features: int = 784
     n_classes: int = 10
     widths: tuple[int, ...] = ()
-    activation: str = "relu"
-    eigenvalues: str = "both"
-    bias: bool = True
-    phi_init: str = "uniform"
+    activation: str = TrialConfig.activation
+    eigenvalues: str = TrialConfig.eigenvalues
+    bias: bool = TrialConfig.bias
+    phi_init: str = TrialConfig.phi_init
     phi_scale: float = 0.2
-    eigval_init: str = "uniform"
+    eigval_init: str = TrialConfig.eigval_init
     eigval_scale: float = 0.5
-    # Which weights dense-restricted trains is drawn from its own seed, so several random
-    # subsets can be compared at one initialisation (SCIENCE.md claim C3).
+    dense_init: str = TrialConfig.dense_init
     subset_seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}; available: {', '.join(MODES)}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; available: {', '.join(ACTIVATIONS)}")
-        if self.eigenvalues not in EIGENVALUE_SETS:
-            raise ValueError(f"unknown eigenvalue set {self.eigenvalues!r}; available: {', '.join(EIGENVALUE_SETS)}")
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if any(w < 1 for w in self.widths):
-            raise ValueError(f"hidden widths must be positive integers, got {list(self.widths)}")
+        for f in dataclasses.fields(self):
+            check = field_check(f.name)
+            if check is not None:
+                try:
+                    object.__setattr__(self, f.name, check(getattr(self, f.name)))
+                except Invalid as error:
+                    raise ValueError(str(error.within(f.name))) from None
+
+    @classmethod
+    def from_config(cls, config: TrialConfig, *, in_features: int, n_classes: int) -> ModelSpec:
+        """The network of a trial: every field of ``config`` this spec shares, by name."""
+        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)}
+        return cls(**shared, in_features=in_features, n_classes=n_classes)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -80,13 +87,13 @@ class RestrictedLinear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, n_free: int, *, bias: bool = True,
-                 generator: torch.Generator | None = None,
+                 init: str = "uniform", generator: torch.Generator | None = None,
                  subset_generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0 <= n_free <= in_features * out_features:
             raise ValueError(f"n_free must be in [0, {in_features * out_features}], got {n_free}")
         self.in_features, self.out_features = in_features, out_features
-        dense = _dense_init(in_features, out_features, bias, generator)
+        dense = dense_layer(in_features, out_features, bias=bias, init=init, generator=generator)
         chosen = torch.randperm(in_features * out_features, generator=subset_generator or generator)[:n_free]
         chosen, _ = chosen.sort()
         self.register_buffer("frozen_weight", dense.weight.detach().clone())
@@ -147,10 +154,10 @@ def build_model(spec: ModelSpec | dict, *, seed: int = 0) -> Network:
                 bias=spec.bias, phi_init=spec.phi_init, phi_scale=spec.phi_scale,
                 eigval_init=spec.eigval_init, eigval_scale=spec.eigval_scale, generator=generator))
         elif spec.mode == "dense":
-            layers.append(_dense_init(n_in, n_out, spec.bias, generator))
+            layers.append(dense_layer(n_in, n_out, bias=spec.bias, init=spec.dense_init, generator=generator))
         else:
             layers.append(RestrictedLinear(n_in, n_out, restricted_count(n_in, n_out, spec.eigenvalues),
-                                           bias=spec.bias, generator=generator,
+                                           bias=spec.bias, init=spec.dense_init, generator=generator,
                                            subset_generator=subset_generator))
     return Network(layers, spec.activation, spec)
 
@@ -187,12 +194,17 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def _dense_init(n_in: int, n_out: int, bias: bool, generator: torch.Generator | None) -> nn.Linear:
-    """nn.Linear with its default init, drawn from ``generator`` for reproducibility."""
-    layer = nn.Linear(n_in, n_out, bias=bias)
-    bound = 1 / n_in ** 0.5
+def dense_layer(n_in: int, n_out: int, *, bias: bool = True, init: str = "uniform",
+                generator: torch.Generator | None = None) -> nn.Linear:
+    """An nn.Linear initialised from ``generator`` (reproducible, torch's global RNG untouched):
+    ``"uniform"``, nn.Linear's default U(±1/√in) for weights and biases; ``"glorot"``, Keras'
+    default U(±√(6/(in+out))) weights and zero biases."""
+    layer = nn.Linear(n_in, n_out, bias=bias, device="meta").to_empty(device="cpu")
+    bound = math.sqrt(6.0 / (n_in + n_out)) if init == "glorot" else 1 / math.sqrt(n_in)
     with torch.no_grad():
         layer.weight.copy_((torch.rand(n_out, n_in, generator=generator) * 2 - 1) * bound)
-        if bias:
+        if bias and init == "glorot":
+            layer.bias.zero_()
+        elif bias:
             layer.bias.copy_((torch.rand(n_out, generator=generator) * 2 - 1) * bound)
     return layer

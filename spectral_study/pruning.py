@@ -29,14 +29,11 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from spectral_study.config import TrialConfig
 from spectral_study.models import Network, RestrictedLinear
 from spectral_study.spectral import SpectralLinear
 from spectral_study.train import TrainConfig, evaluate, train
-
-METHODS = ("eigenvalue", "eigen-norm", "connectivity", "random")
-SPECTRAL_METHODS = ("eigenvalue", "eigen-norm")  # need eigenvalues: spectral networks only
-PROTOCOLS = ("direct", "spectral-post", "spectral-pre", "spectral-eigvals-post")
-CONFIG_KEYS = ("methods", "fractions", "retrain_epochs")
+from spectral_study.vocabulary import DENSE_MODES, PRUNING_METHODS, SPECTRAL_PRUNING_METHODS
 
 
 @dataclass(frozen=True)
@@ -58,18 +55,18 @@ class PruneResult:
 def applicable_methods(model: Network) -> tuple[str, ...]:
     """The methods that can rank ``model``'s nodes (eigenvalue-based ones need spectral layers)."""
     if all(isinstance(layer, SpectralLinear) for layer in model.layers):
-        return METHODS
-    return tuple(m for m in METHODS if m not in SPECTRAL_METHODS)
+        return PRUNING_METHODS
+    return tuple(m for m in PRUNING_METHODS if m not in SPECTRAL_PRUNING_METHODS)
 
 
 @torch.no_grad()
 def node_scores(model: Network, method: str, *, generator: torch.Generator | None = None) -> list[torch.Tensor]:
     """One float64 CPU score vector per hidden layer; higher means more important.
     ``generator`` draws the ``random`` scores (None: torch's global generator)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown pruning method {method!r}; available: {', '.join(METHODS)}")
+    if method not in PRUNING_METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; available: {', '.join(PRUNING_METHODS)}")
     layers = list(model.layers)
-    if method in SPECTRAL_METHODS:
+    if method in SPECTRAL_PRUNING_METHODS:
         for k, layer in enumerate(layers):
             if not isinstance(layer, SpectralLinear):
                 raise ValueError(f"pruning method {method!r} ranks nodes by eigenvalues and needs a spectral "
@@ -150,10 +147,12 @@ def _slice(layer: nn.Module, rows: torch.Tensor, cols: torch.Tensor) -> nn.Modul
         new.free_index = free.nonzero().view(-1)
         new.free_weight = nn.Parameter(layer.weight[rows][:, cols].reshape(-1)[new.free_index].clone())
     elif isinstance(layer, nn.Linear):
-        new = nn.Linear(n_in, n_out, bias=has_bias, device="meta", dtype=layer.weight.dtype).to_empty(device=rows.device)
+        new = nn.Linear(n_in, n_out, bias=has_bias, device="meta", dtype=layer.weight.dtype)
+        new = new.to_empty(device=rows.device)
         new.weight.copy_(layer.weight[rows][:, cols])
     else:
-        raise TypeError(f"cannot prune a {type(layer).__name__}; expected SpectralLinear, RestrictedLinear or nn.Linear")
+        raise TypeError(f"cannot prune a {type(layer).__name__}; "
+                        "expected SpectralLinear, RestrictedLinear or nn.Linear")
     if has_bias:
         new.bias.copy_(layer.bias[rows])
     for name, parameter in layer.named_parameters():
@@ -209,47 +208,28 @@ def spectral_pre(model: Network, data, fractions, config: TrainConfig, *, retrai
     return evaluate_pruning(model, data, fractions, methods, "spectral-pre", generator=generator, retrain=retrain)
 
 
-def check_config(value) -> dict | None:
-    """A trial's ``pruning`` value, checked: None, or a dict of exactly `CONFIG_KEYS`."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or sorted(value) != sorted(CONFIG_KEYS):
-        raise ValueError(f"must be None or a mapping with keys {', '.join(CONFIG_KEYS)}, got {value!r}")
-    for method in value["methods"]:
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
-    for fraction in value["fractions"]:
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-            raise ValueError(f"fractions must lie strictly between 0 and 1, got {fraction!r}")
-    epochs = value["retrain_epochs"]
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"retrain_epochs must be a non-negative integer, got {epochs!r}")
-    return {"methods": list(value["methods"]), "fractions": [float(f) for f in value["fractions"]],
-            "retrain_epochs": epochs}
-
-
-def trial_rows(cfg: dict, trainers: list) -> list[dict]:
+def trial_rows(config: TrialConfig, trainers: list) -> list[dict]:
     """`run_trial`'s pruning rows for its trained models, by mode (dense → direct, spectral-full
     and -eigvecs → spectral-post, spectral-eigvals → spectral-pre and its no-retrain
     spectral-eigvals-post), with the requested methods that apply. With several seeds the
     accuracy is their mean, like the trial's other metrics. No hidden layer: no rows."""
-    spec = cfg["pruning"]
-    if spec is None or not cfg["widths"]:
+    spec = config.pruning
+    if spec is None or not config.widths:
         return []
-    fractions = spec["fractions"]
+    fractions = spec.fractions
     per_seed = []
     for trainer in trainers:
-        model, data, config = trainer.model, trainer.data, trainer.config
-        methods = [m for m in spec["methods"] if m in applicable_methods(model)]
+        model, data, train_config = trainer.model, trainer.data, trainer.config
+        methods = [m for m in spec.methods if m in applicable_methods(model)]
 
-        def seeded(seed: int = config.seed) -> torch.Generator:  # same random scores per protocol
+        def seeded(seed: int = train_config.seed) -> torch.Generator:  # same random scores per protocol
             return torch.Generator().manual_seed(seed)
 
-        if cfg["mode"] in ("dense", "dense-restricted"):
+        if config.mode in DENSE_MODES:
             rows = direct(model, data, fractions, methods=methods, generator=seeded())
-        elif cfg["mode"] == "spectral-eigvals":
+        elif config.mode == "spectral-eigvals":
             rows = (evaluate_pruning(model, data, fractions, methods, "spectral-eigvals-post", generator=seeded())
-                    + spectral_pre(model, data, fractions, config, retrain_epochs=spec["retrain_epochs"],
+                    + spectral_pre(model, data, fractions, train_config, retrain_epochs=spec.retrain_epochs,
                                    methods=methods, generator=seeded()))
         else:
             rows = spectral_post(model, data, fractions, methods=methods, generator=seeded())

@@ -20,8 +20,10 @@ import json
 import math
 import os
 import re
+import urllib.parse
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -29,45 +31,39 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from spectral_study.widths import decode_widths
+from spectral_study.config import TrialConfig, TrialConfigError, config_columns
+from spectral_study.vocabulary import EPOCH_METRICS, STATUSES
 
 TABLES = ("trials", "epochs", "spectra", "pruning", "weights")
-TERMINAL_STATUSES = frozenset({"completed", "stopped", "diverged", "failed"})
+TERMINAL_STATUSES = frozenset(STATUSES)
 PRODUCER = "spectral-study run STUDY.yaml"
+EXPERIMENT_DIR = "_tune"  # Ray Tune's experiment state, inside a study's results folder
 
+_ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 _KEYS = [pa.field("study", pa.string()), pa.field("trial_id", pa.string(), nullable=False)]
+# The outcome of a trial and where it ran; the config columns come from `TrialConfig`.
+_OUTCOME_COLUMNS = [
+    ("status", pa.string()), ("epochs_completed", pa.int64()),
+    ("final_test_accuracy", pa.float64()), ("best_test_accuracy", pa.float64()),
+    ("final_train_loss", pa.float64()), ("trainable_params", pa.int64()),
+    ("total_params", pa.int64()),
+    # Seconds of training summed over every attempt (retries and resumes), and the attempts.
+    ("wall_seconds", pa.float64()), ("attempt", pa.int64()),
+    # The epoch the last attempt continued from (0: it started afresh).
+    ("restored_from_epoch", pa.int64()), ("error", pa.string()),
+    ("device", pa.string()), ("host", pa.string()), ("node_id", pa.string()),
+    # GPUs Ray assigned (e.g. "0"; a 0.25 share still names its GPU), whether or not torch
+    # could use them: device "cpu" with gpu_ids set records a fallback to the CPU.
+    ("gpu_ids", pa.string()),
+    # Which copy of the data the trial saw: its directory and the checksum of its files.
+    ("data_source", pa.string()), ("data_fingerprint", pa.string()),
+    ("python_version", pa.string()), ("torch_version", pa.string()), ("ray_version", pa.string()),
+    ("package_version", pa.string()), ("finished_at", pa.timestamp("us", tz="UTC")),
+]
 SCHEMAS = {
-    "trials": pa.schema(_KEYS + [
-        # The flattened resolved config: the columns an analysis groups and filters by.
-        ("dataset", pa.string()), ("mode", pa.string()), ("widths", pa.string()),
-        ("n_hidden_layers", pa.int64()), ("width", pa.int64()), ("activation", pa.string()),
-        ("eigenvalues", pa.string()), ("bias", pa.bool_()), ("phi_init", pa.string()),
-        ("eigval_init", pa.string()), ("optimizer", pa.string()), ("lr", pa.float64()),
-        ("lr_eigvals", pa.float64()), ("batch_size", pa.int64()), ("epochs", pa.int64()),
-        ("seed", pa.int64()), ("repeats", pa.int64()), ("device_requested", pa.string()),
-        ("normalize", pa.string()), ("subset_seed", pa.int64()), ("cell", pa.string()),
-        # The outcome.
-        ("status", pa.string()), ("epochs_completed", pa.int64()),
-        ("final_test_accuracy", pa.float64()), ("best_test_accuracy", pa.float64()),
-        ("final_train_loss", pa.float64()), ("trainable_params", pa.int64()),
-        ("total_params", pa.int64()), ("wall_seconds", pa.float64()),
-        # Where and with what it ran.
-        ("device", pa.string()), ("host", pa.string()), ("node_id", pa.string()),
-        # GPUs Ray assigned (e.g. "0"; a 0.25 share still names its GPU), whether or not torch
-        # could use them: device "cpu" with gpu_ids set records a fallback to the CPU.
-        ("gpu_ids", pa.string()),
-        # The epoch the last attempt continued from (0: it started afresh).
-        ("restored_from_epoch", pa.int64()),
-        ("attempt", pa.int64()), ("error", pa.string()), ("python_version", pa.string()),
-        ("torch_version", pa.string()), ("ray_version", pa.string()),
-        ("package_version", pa.string()), ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("config_json", pa.string()),
-    ]),
-    "epochs": pa.schema(_KEYS + [
-        ("epoch", pa.int64()), ("train_loss", pa.float64()), ("train_accuracy", pa.float64()),
-        ("test_loss", pa.float64()), ("test_accuracy", pa.float64()),
-        ("best_test_accuracy", pa.float64()), ("epoch_seconds", pa.float64()),
-    ]),
+    "trials": pa.schema(_KEYS + [(name, _ARROW_TYPES[kind]) for name, kind in config_columns().items()]
+                        + _OUTCOME_COLUMNS),
+    "epochs": pa.schema(_KEYS + [("epoch", pa.int64())] + [(m, pa.float64()) for m in EPOCH_METRICS]),
     "spectra": pa.schema(_KEYS + [
         ("layer", pa.int64()), ("side", pa.string()), ("node", pa.int64()),
         ("eigenvalue", pa.float64()), ("trained", pa.bool_()),
@@ -83,17 +79,12 @@ SCHEMAS = {
         ("nodes_kept", pa.int64()), ("test_accuracy", pa.float64()),
     ]),
 }
-# Config keys copied as they are (the rest is derived, or only in config_json).
-_CONFIG_COLUMNS = ("dataset", "mode", "activation", "eigenvalues", "bias", "phi_init", "eigval_init",
-                   "optimizer", "lr", "lr_eigvals", "batch_size", "epochs", "seed", "repeats",
-                   "normalize", "subset_seed", "cell")
 _SUMMARY_COLUMNS = ("epochs_completed", "final_test_accuracy", "best_test_accuracy", "final_train_loss",
-                    "trainable_params", "total_params", "wall_seconds", "device", "host")
-# Runner facts `extra` may set: any trial column but the keys, the ones write_trial has an
-# argument for, and those the config determines.
-_EXTRA_KEYS = {"config", "trial_id"} | (set(SCHEMAS["trials"].names) - {
-    "study", "trial_id", "status", "error", "config_json", "widths", "n_hidden_layers", "width",
-    "device_requested", *_CONFIG_COLUMNS})
+                    "trainable_params", "total_params", "wall_seconds", "restored_from_epoch",
+                    "device", "host", "data_source", "data_fingerprint")
+# Runner facts `extra` may set: the outcome columns that neither the summary nor write_trial's
+# own arguments fill.
+_EXTRA_KEYS = {"config", "trial_id", "attempt", "node_id", "gpu_ids", "ray_version", "restored_from_epoch"}
 # Integers and flags as pandas' nullable types: a failed trial's missing seed is <NA>, and does
 # not turn the whole seed column into floats.
 _NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
@@ -200,19 +191,19 @@ def completed_trial_ids(path: str | os.PathLike, *,
 def _trial_row(summary: dict, history: list[dict], extra: dict, status: str | None,
                error: str | None) -> dict:
     """The flat trials row: config columns, outcome, environment, runner facts."""
-    config = dict(summary.get("config") or extra.pop("config", None) or {})
+    raw_config = summary.get("config") or extra.pop("config", None) or {}
     extra.pop("config", None)
-    widths = _widths(config.get("widths"))
-    row = {key: config.get(key) for key in _CONFIG_COLUMNS}
-    row.update(widths="-".join(map(str, widths)) if widths is not None else None,
-               n_hidden_layers=len(widths) if widths is not None else None,
-               width=(widths[0] if widths else 0) if widths is not None else None,
-               device_requested=config.get("device"),
-               config_json=json.dumps(config, sort_keys=True, default=str))
+    try:
+        # An empty config (a trial that failed before Ray handed it one) fills in no defaults.
+        row = TrialConfig.from_dict(raw_config).columns() if raw_config else {"config_json": "{}"}
+    except TrialConfigError:  # recorded anyway: the raw config stays readable in config_json
+        row = {"config_json": json.dumps(raw_config, sort_keys=True, default=str)}
     if summary:
         row.update({key: summary.get(key) for key in _SUMMARY_COLUMNS})
         versions = summary.get("versions") or {}
         row.update(python_version=versions.get("python"), torch_version=versions.get("torch"))
+        # The trial counts attempts that reached a checkpoint; the runner also those that did not.
+        extra["attempt"] = max(int(extra.get("attempt") or 1), int(summary.get("attempts") or 1))
     elif history:  # a failed or stopped trial: what its reported epochs say
         tested = [h["test_accuracy"] for h in history if _finite(h.get("test_accuracy"))]
         row.update(epochs_completed=len(history), final_test_accuracy=history[-1].get("test_accuracy"),
@@ -225,14 +216,6 @@ def _trial_row(summary: dict, history: list[dict], extra: dict, status: str | No
                finished_at=datetime.now(timezone.utc))
     row.update(extra)
     return row
-
-
-def _widths(value) -> list[int] | None:
-    """Hidden widths in any form; None if unreadable (the raw value stays in config_json)."""
-    try:
-        return [] if value is None else decode_widths(value)
-    except ValueError:
-        return None
 
 
 def _coerce(value, type_: pa.DataType):
@@ -264,6 +247,30 @@ def _package_version() -> str | None:
         return importlib.metadata.version("spectral-study")
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def results_root(storage: str, name: str) -> str:
+    """``<storage>/<name>``, a study's results folder: an absolute local path, or a URI."""
+    if "://" in storage:
+        return join_uri(storage, name)
+    return str(Path(storage).expanduser().resolve() / name)
+
+
+def study_root(path: str) -> str:
+    """A study's results folder from what a user typed: the folder itself or its ``_tune``."""
+    root = os.fspath(path).rstrip("/")
+    if root.endswith("/" + EXPERIMENT_DIR) or root == EXPERIMENT_DIR:
+        root = root[: -len(EXPERIMENT_DIR)].rstrip("/") or "."
+    return root if "://" in root else str(Path(root).expanduser().resolve())
+
+
+def join_uri(root: str, *parts: str) -> str:
+    """``root/part/…`` for a local path or a URI. A URI's query (``?endpoint_override=…``, the
+    way pyarrow configures S3-compatible stores) stays at the end, after the joined path."""
+    if "://" not in root:
+        return str(Path(root, *parts))
+    split = urllib.parse.urlsplit(root)
+    return urllib.parse.urlunsplit(split._replace(path="/".join([split.path.rstrip("/"), *parts])))
 
 
 def filesystem(root) -> tuple[pafs.FileSystem, str]:

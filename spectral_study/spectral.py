@@ -24,9 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EIGENVALUE_SETS = ("both", "receiving")
-PHI_INITS = ("uniform", "glorot")
-EIGVAL_INITS = ("uniform", "ones")
+from spectral_study.vocabulary import EIGENVALUE_SETS, EIGVAL_INITS, PHI_INITS
 
 
 class _SpectralWeight(torch.autograd.Function):

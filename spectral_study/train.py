@@ -11,19 +11,18 @@ sets studied here fit in memory, and a DataLoader's workers would cost more than
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-OPTIMIZERS = ("adam", "adamax", "sgd")
-# Metrics reported once per epoch by `train`; a study's metric must be one of these.
-METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "best_test_accuracy",
-           "epoch_seconds")
+from spectral_study.checks import Invalid
+from spectral_study.config import TrialConfig, field_check
 
 Report = Callable[[dict, dict | None], None]
 
@@ -34,24 +33,34 @@ def no_report(metrics: dict, state: dict | None = None) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "adam"
-    lr: float = 1e-3
+    """How `train` trains. Fields named like `TrialConfig`'s take its default and its check."""
+
+    optimizer: str = TrialConfig.optimizer
+    lr: float = TrialConfig.lr
     # Eigenvalues want a larger step than weights (SCIENCE.md); None means "same as lr".
-    lr_eigvals: float | None = None
-    batch_size: int = 256
-    epochs: int = 5
-    seed: int = 0
+    lr_eigvals: float | None = TrialConfig.lr_eigvals
+    batch_size: int = TrialConfig.batch_size
+    epochs: int = TrialConfig.epochs
+    seed: int = TrialConfig.seed
     momentum: float = 0.9  # SGD only
     eval_batch_size: int = 8192  # bounds evaluation memory, not a hyperparameter
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; available: {', '.join(OPTIMIZERS)}")
-        for name in ("batch_size", "epochs", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not self.lr > 0 or (self.lr_eigvals is not None and not self.lr_eigvals > 0):
-            raise ValueError(f"learning rates must be positive, got lr={self.lr!r}, lr_eigvals={self.lr_eigvals!r}")
+        for f in dataclasses.fields(self):
+            check = field_check(f.name)
+            if check is not None:
+                try:
+                    object.__setattr__(self, f.name, check(getattr(self, f.name)))
+                except Invalid as error:
+                    raise ValueError(str(error.within(f.name))) from None
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be a positive integer, got {self.eval_batch_size!r}")
+
+    @classmethod
+    def from_config(cls, config: TrialConfig, *, seed: int | None = None) -> TrainConfig:
+        """The training settings of a trial (``seed``: one of its seeds, default its first)."""
+        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)}
+        return cls(**{**shared, "seed": config.seed if seed is None else seed})
 
 
 @dataclass
@@ -127,13 +136,17 @@ class Trainer:
         }
 
     def state_dict(self) -> dict:
+        # `diverged` travels with the weights: a trial restored after it diverged must not
+        # forget it and report NaN accuracies as "completed".
         return {"epoch": self.epoch, "best_test_accuracy": self.best_test_accuracy,
+                "diverged": self.diverged,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch = state["epoch"]
         self.best_test_accuracy = state["best_test_accuracy"]
+        self.diverged = bool(state.get("diverged", False))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

@@ -1,8 +1,11 @@
-"""`run_trial`: one trial from a plain config dict — the unit a study schedules.
+"""`run_trial`: one trial from a `TrialConfig` (or its dict) — the unit a study schedules.
 
-It loads the data, builds the model(s), trains, and returns a summary. It never imports Ray:
-progress leaves through ``report(metrics, state)``, and a retried trial passes back the last
-``state`` it reported as ``checkpoint`` to continue where it stopped.
+    summary = run_trial({"dataset": "synthetic", "mode": "spectral-eigvals", "widths": [64]})
+
+It loads the data, builds the model(s), trains, prunes, and returns a summary. It never imports
+Ray: progress leaves through ``report(metrics, state)``, and a retried trial passes back the
+last ``state`` it reported as ``checkpoint`` to continue where it stopped (`spectral_study.
+checkpoint` writes and reads that state on disk).
 
 With ``repeats > 1`` the trial trains seeds ``seed, seed+1, …`` in lockstep and reports their
 mean each epoch (an Optuna objective averaged over seeds that ASHA can still stop early).
@@ -13,75 +16,29 @@ import math
 import platform
 import socket
 import time
-from dataclasses import dataclass, replace
 
 import torch
 
 from spectral_study import pruning
+from spectral_study.config import TrialConfig, TrialConfigError
 from spectral_study.data import load_dataset
 from spectral_study.models import ModelSpec, SpectralLinear, build_model, count_parameters
-from spectral_study.train import METRICS, TrainConfig, Trainer, no_report
-from spectral_study.widths import decode_widths
+from spectral_study.train import TrainConfig, Trainer, no_report
+from spectral_study.vocabulary import EPOCH_METRICS
 
-DEVICES = ("auto", "cpu", "cuda")
-
-# Every key a trial config may hold, with its default. Unknown keys are refused: a typo in a
-# config would otherwise silently run the default.
-TRIAL_DEFAULTS = {
-    "dataset": "fashion-mnist", "data_path": None, "normalize": "unit",
-    "mode": "spectral-eigvals", "widths": [], "activation": "relu", "eigenvalues": "both",
-    "bias": True, "phi_init": "uniform", "eigval_init": "uniform", "subset_seed": None,
-    "optimizer": "adam", "lr": 1e-3, "lr_eigvals": None, "batch_size": 256, "epochs": 5,
-    "seed": 0, "repeats": 1, "device": "auto",
-    "pruning": None, "inject_failure": None,
-    # Bookkeeping a study runner adds; carried through to the summary, not used here.
-    "study": None, "cell": None,
-    "synthetic_size": None,
-}
-
-
-class TrialConfigError(ValueError):
-    """A trial config that cannot be run (names the key and what is allowed)."""
-
-
-@dataclass(frozen=True)
-class TrialSetup:
-    model_spec: ModelSpec
-    train_config: TrainConfig
-    seeds: tuple[int, ...]
-
-
-def resolve_config(config: dict) -> dict:
-    """The config with defaults filled in and widths decoded; refuses unknown keys."""
-    unknown = sorted(set(config) - set(TRIAL_DEFAULTS))
-    if unknown:
-        raise TrialConfigError(f"unknown trial config key(s) {unknown}; allowed: {sorted(TRIAL_DEFAULTS)}")
-    resolved = {**TRIAL_DEFAULTS, **config}
-    try:
-        resolved["widths"] = decode_widths(resolved["widths"])
-    except ValueError as error:
-        raise TrialConfigError(f"widths: {error}") from None
-    if resolved["device"] not in DEVICES:
-        raise TrialConfigError(f"device must be one of {DEVICES}, got {resolved['device']!r}")
-    if not isinstance(resolved["repeats"], int) or resolved["repeats"] < 1:
-        raise TrialConfigError(f"repeats must be a positive integer, got {resolved['repeats']!r}")
-    try:
-        resolved["pruning"] = pruning.check_config(resolved["pruning"])
-    except ValueError as error:
-        raise TrialConfigError(f"pruning: {error}") from None
-    return resolved
+__all__ = ["TrialConfig", "TrialConfigError", "run_trial", "pick_device"]
 
 
 def pick_device(requested: str) -> torch.device:
     """``auto`` means CUDA when torch sees a device, else CPU (recorded in the summary)."""
     if requested == "cuda" and not torch.cuda.is_available():
-        raise TrialConfigError("device 'cuda' requested but torch sees no CUDA device")
+        raise TrialConfigError("device: got 'cuda'; but torch sees no CUDA device")
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(requested)
 
 
-def run_trial(config: dict, report=None, *, checkpoint: dict | None = None, data=None) -> dict:
+def run_trial(config: TrialConfig | dict, report=None, *, checkpoint: dict | None = None, data=None) -> dict:
     """Run one trial; returns its summary dict (see `summarize`).
 
     ``data``: an already loaded `Dataset` (a study passes it once through Ray's object store);
@@ -90,31 +47,40 @@ def run_trial(config: dict, report=None, *, checkpoint: dict | None = None, data
     """
     report = report or no_report
     started = time.perf_counter()
-    cfg = resolve_config(config)
-    if cfg["inject_failure"] == "always":
+    config = TrialConfig.from_dict(config)
+    if config.inject_failure == "always":
         raise RuntimeError("injected failure (always) for testing")
-    device = pick_device(cfg["device"])
+    device = pick_device(config.device)
     if data is None:
-        data = load_dataset(cfg["dataset"], path=cfg["data_path"], normalize=cfg["normalize"],
-                            **({"synthetic_size": tuple(cfg["synthetic_size"])} if cfg["synthetic_size"] else {}))
+        data = load_dataset(config.dataset, path=config.data_path, normalize=config.normalize,
+                            **({"synthetic_size": tuple(config.synthetic_size)} if config.synthetic_size else {}))
     data = data.to(device)
-    setup = _setup(cfg, data)
+    try:
+        model_spec = ModelSpec.from_config(config, in_features=data.n_features, n_classes=data.n_classes)
+    except ValueError as error:
+        raise TrialConfigError(str(error)) from None
     trainers = []
-    for seed in setup.seeds:
+    for seed in config.seeds:
         torch.manual_seed(seed)
-        model = build_model(setup.model_spec, seed=seed).to(device)
-        trainers.append(Trainer(model, data, _with_seed(setup.train_config, seed)))
+        model = build_model(model_spec, seed=seed).to(device)
+        trainers.append(Trainer(model, data, TrainConfig.from_config(config, seed=seed)))
     trainable, total = count_parameters(trainers[0].model)  # reported with every epoch
     history: list[dict] = []
+    # Time and attempts add up over retries and resumes (the checkpoint carries them).
+    earlier_seconds, attempts = 0.0, 1
     if checkpoint is not None:
         for trainer, state in zip(trainers, checkpoint["trainers"]):
             trainer.load_state_dict(state)
         history = list(checkpoint["history"])
+        earlier_seconds = float(checkpoint.get("elapsed_seconds", 0.0))
+        attempts = int(checkpoint.get("attempts", 1)) + 1
+    restored_from_epoch = len(history)
     status, summary = "completed", None
     while summary is None:
-        # A checkpoint taken at the last epoch (the driver died before it saw the trial end)
-        # needs no more training: the trial only has to report its summary again.
-        finished_before = bool(history) and trainers[0].epoch >= setup.train_config.epochs
+        # A checkpoint taken at the last epoch, or after the trial diverged (the driver died
+        # before it saw the trial end), needs no more training: only its summary, again.
+        finished_before = bool(history) and (trainers[0].epoch >= config.epochs
+                                             or any(t.diverged for t in trainers))
         if finished_before:
             metrics = history[-1]
         else:
@@ -123,28 +89,30 @@ def run_trial(config: dict, report=None, *, checkpoint: dict | None = None, data
             history.append(metrics)
         if any(trainer.diverged for trainer in trainers):
             status = "diverged"
-        if status == "diverged" or trainers[0].epoch >= setup.train_config.epochs:
+        if status == "diverged" or trainers[0].epoch >= config.epochs:
             # Pruning rows (SCIENCE.md §2) only for a trained network: a diverged one has none.
-            rows = pruning.trial_rows(cfg, trainers) if status == "completed" else []
-            summary = summarize(cfg, trainers, history, status, device, time.perf_counter() - started)
-            summary["pruning"] = rows
+            rows = pruning.trial_rows(config, trainers) if status == "completed" else []
+            summary = summarize(config, trainers, history, status, device, data)
+            summary.update(pruning=rows, wall_seconds=earlier_seconds + time.perf_counter() - started,
+                           attempts=attempts, restored_from_epoch=restored_from_epoch)
+        elapsed = earlier_seconds + time.perf_counter() - started
         # The state references live tensors: a report that keeps it must serialise it now.
         # The last report also carries the trial's summary (a study writes it as the trial ends).
         report(metrics, {"trainers": [t.state_dict() for t in trainers], "history": list(history),
-                         "summary": summary})
-        if cfg["inject_failure"] == "first_attempt" and checkpoint is None:
+                         "elapsed_seconds": elapsed, "attempts": attempts, "summary": summary})
+        if config.inject_failure == "first_attempt" and checkpoint is None:
             # After the first report, so that the retry has a checkpoint to continue from.
             raise RuntimeError("injected failure (first attempt) for testing")
     return summary
 
 
-def summarize(cfg: dict, trainers: list, history: list[dict], status: str,
-              device: torch.device, wall_seconds: float) -> dict:
+def summarize(config: TrialConfig, trainers: list, history: list[dict], status: str,
+              device: torch.device, data) -> dict:
     """The trial's summary: config, exact parameter counts, accuracies, spectra, environment."""
     trainable, total = count_parameters(trainers[0].model)
     final = history[-1] if history else {}
     return {
-        "config": cfg,
+        "config": config.to_dict(),
         "status": status,
         "epochs_completed": len(history),
         "final_test_accuracy": final.get("test_accuracy", math.nan),
@@ -153,9 +121,10 @@ def summarize(cfg: dict, trainers: list, history: list[dict], status: str,
         "final_train_loss": final.get("train_loss", math.nan),
         "trainable_params": trainable,
         "total_params": total,
-        "wall_seconds": wall_seconds,
         "device": str(device),
         "host": socket.gethostname(),
+        "data_source": getattr(data, "source", None),
+        "data_fingerprint": getattr(data, "fingerprint", None),
         "history": history,
         "spectra": spectra(trainers[0].model),
         "weights": perceptron_weights(trainers[0].model),
@@ -196,27 +165,9 @@ def perceptron_weights(model) -> list[dict]:
             for i in range(rows) for j in range(cols)]
 
 
-def _setup(cfg: dict, data) -> TrialSetup:
-    try:
-        model_spec = ModelSpec(mode=cfg["mode"], in_features=data.n_features, n_classes=data.n_classes,
-                               widths=tuple(cfg["widths"]), activation=cfg["activation"],
-                               eigenvalues=cfg["eigenvalues"], bias=cfg["bias"], phi_init=cfg["phi_init"],
-                               eigval_init=cfg["eigval_init"], subset_seed=cfg["subset_seed"])
-        train_config = TrainConfig(optimizer=cfg["optimizer"], lr=cfg["lr"], lr_eigvals=cfg["lr_eigvals"],
-                                   batch_size=cfg["batch_size"], epochs=cfg["epochs"], seed=cfg["seed"])
-    except ValueError as error:
-        raise TrialConfigError(str(error)) from None
-    seeds = tuple(cfg["seed"] + k for k in range(cfg["repeats"]))
-    return TrialSetup(model_spec, train_config, seeds)
-
-
-def _with_seed(config: TrainConfig, seed: int) -> TrainConfig:
-    return replace(config, seed=seed)
-
-
 def _mean_metrics(per_seed: list[dict]) -> dict:
     """Mean over seeds of every metric (the epoch number is shared)."""
     mean = {"epoch": per_seed[0]["epoch"]}
-    for key in METRICS:
+    for key in EPOCH_METRICS:
         mean[key] = sum(m[key] for m in per_seed) / len(per_seed)
     return mean

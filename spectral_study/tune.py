@@ -1,34 +1,24 @@
-"""The Ray adapter — the only module that imports Ray.
+"""The Ray adapter — with `spectral_study.callback`, the only code that imports Ray.
 
     outcome = run_study(load_study("studies/quickstart.yaml"))            # embedded local Ray
     outcome = run_study(spec, address="auto")                               # a running cluster
     outcome = resume_study("results/quickstart")                            # after a crash
 
-Ray Tune schedules `spectral_study.trial.run_trial`; the data set goes into the object store
-once (`tune.with_parameters`); every epoch is reported with a checkpoint so a retried trial
-continues where it stopped; a driver-side callback (`spectral_study.progress`) writes each
-trial's Parquet fragments as the trial ends and prints one line per finished trial.
+It holds the Ray session, the trainable that runs `spectral_study.trial.run_trial` in a Tune
+trial, and the Tuner; everything else belongs to Ray-free modules: the checkpoint format
+(`spectral_study.checkpoint`), results paths (`spectral_study.results`), the data set in the
+object store (`Dataset.to_arrays`), what a finished study prints (`spectral_study.outcome`).
 
 Layout of ``<storage>/<study>/``: the Parquet tables, ``study.yaml`` (the resolved study), and
 ``_tune/`` (Ray Tune's experiment state, what `resume_study` restores from).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-
-# Tune's own JSON/CSV/TensorBoard loggers would duplicate our Parquet results (and serialise
-# each trial's spectra into them): turn them off before Tune creates them.
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-# A study prints its own compact progress; Tune's table reporter is too noisy to read.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# Small studies checkpoint every epoch by design; Tune warns about the snapshots that causes.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def _use_token_auth_if_available() -> None:
@@ -51,49 +41,33 @@ _use_token_auth_if_available()
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from spectral_study.data import load_dataset  # noqa: E402
-from spectral_study.progress import StudyCallback  # noqa: E402
-from spectral_study.results import write_text  # noqa: E402
+from spectral_study import outcome as outcomes  # noqa: E402
+from spectral_study.callback import StudyCallback, trial_config  # noqa: E402
+from spectral_study.data import Dataset, load_dataset  # noqa: E402
+from spectral_study.results import EXPERIMENT_DIR, results_root, study_root, write_text  # noqa: E402
 from spectral_study.study import RESOLVED_STUDY_FILE, StudySpec, load_resolved_study  # noqa: E402
 
-EXPERIMENT_DIR = "_tune"
-CHECKPOINT_FILE = "state.pt"
+__all__ = ["run_study", "resume_study", "results_root"]
 
 
-@dataclass(frozen=True)
-class StudyOutcome:
-    results: str        # where the Parquet tables are
-    statuses: dict      # status -> number of trials
-    seconds: float
-
-
-def results_root(spec: StudySpec) -> str:
-    """``<storage>/<name>``: an absolute local path, or a URI as given."""
-    if "://" in spec.storage:
-        return spec.storage.rstrip("/") + "/" + spec.name
-    return str((Path(spec.storage).expanduser().resolve() / spec.name))
-
-
-def run_study(spec: StudySpec, *, address: str | None = None, echo=print) -> StudyOutcome:
+def run_study(spec: StudySpec, *, address: str | None = None, echo=print) -> outcomes.StudyOutcome:
     """Run ``spec`` to the end; trials' results land in Parquet as they finish."""
-    root = results_root(spec)
+    root = results_root(spec.storage, spec.name)
     write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
+    _quiet_tune()
     with _ray_session(address, echo):
         data = _load_data(spec, echo)
         tuner = tune.Tuner(_trainable(spec, data), param_space=_param_space(spec),
                            tune_config=_tune_config(spec), run_config=_run_config(spec, root))
-        return _fit(tuner, root, echo)
+        return _fit(tuner, spec, root, echo)
 
 
-def resume_study(path: str, *, address: str | None = None, echo=print) -> StudyOutcome:
+def resume_study(path: str, *, address: str | None = None, echo=print) -> outcomes.StudyOutcome:
     """Continue an interrupted study from its results folder (or its ``_tune`` folder)."""
-    root = path.rstrip("/")
-    if root.endswith("/" + EXPERIMENT_DIR) or root == EXPERIMENT_DIR:
-        root = root[: -len(EXPERIMENT_DIR)].rstrip("/") or "."
-    if "://" not in root:
-        root = str(Path(root).expanduser().resolve())
+    root = study_root(path)
     spec = load_study_from_results(root)
     experiment = root + "/" + EXPERIMENT_DIR
+    _quiet_tune()
     with _ray_session(address, echo):
         if not tune.Tuner.can_restore(experiment):
             raise FileNotFoundError(f"{experiment}: no Ray Tune experiment state to resume from; "
@@ -102,7 +76,7 @@ def resume_study(path: str, *, address: str | None = None, echo=print) -> StudyO
         echo(f"resuming {spec.name} from {experiment}")
         tuner = tune.Tuner.restore(experiment, trainable=_trainable(spec, data),
                                    resume_unfinished=True, resume_errored=True)
-        return _fit(tuner, root, echo)
+        return _fit(tuner, spec, root, echo)
 
 
 def load_study_from_results(root: str) -> StudySpec:
@@ -116,77 +90,57 @@ def load_study_from_results(root: str) -> StudySpec:
 
 # ------------------------------------------------------------------------------ the trial side
 
-def _trainable(spec: StudySpec, data):
+def _trainable(spec: StudySpec, data: Dataset):
     cpus = spec.resources.cpu
 
     def trainable(config: dict, data=None) -> None:
         import torch
 
+        from spectral_study.checkpoint import load_checkpoint, save_checkpoint
+        from spectral_study.data import Dataset
         from spectral_study.trial import run_trial
 
         # Ray assigns this trial `cpus` cores: use them, no more (2-core machines oversubscribe
         # badly when every trial starts torch's default thread pool).
         torch.set_num_threads(max(1, int(cpus)))
-        trial_config = dict(config.get("trial", config))
-        data = _dataset_from_store(data)
-        checkpoint = tune.get_checkpoint()
         state = None
-        if checkpoint is not None:
+        if (checkpoint := tune.get_checkpoint()) is not None:
             with checkpoint.as_directory() as directory:
-                state = torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
+                state = load_checkpoint(directory)
         context = ray.get_runtime_context()
         facts = {"node_id": context.get_node_id(),
-                 "gpu_ids": ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", [])),
-                 "restored_from_epoch": 0 if state is None else len(state["history"])}
+                 "gpu_ids": ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", []))}
 
         def report(metrics: dict, state: dict) -> None:
             result = {**metrics, **facts}
             if state.get("summary") is not None:
                 # JSON, so that Tune passes it through as one opaque value.
-                result["summary_json"] = json.dumps(state["summary"], default=str)
+                result["summary_json"] = outcomes.summary_to_json(state["summary"])
             with tempfile.TemporaryDirectory() as directory:
-                torch.save({"trainers": state["trainers"], "history": state["history"]},
-                           Path(directory) / CHECKPOINT_FILE)
+                save_checkpoint(state, directory)
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
 
-        run_trial(trial_config, report, checkpoint=state, data=data)
+        run_trial(trial_config(config), report, checkpoint=state, data=Dataset.from_arrays(data))
 
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(tune.with_parameters(trainable, data=_dataset_for_store(data)), resources)
-
-
-_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def _dataset_for_store(data) -> dict:
-    """The data set as numpy arrays for Ray's object store.
-
-    Ray maps numpy arrays into a trial's memory without a copy; torch tensors are unpickled,
-    which cost 0.3 s per trial for Fashion-MNIST (measured), on every trial of a study.
-    """
-    return {"arrays": {name: getattr(data, name).numpy() for name in _ARRAYS},
-            "name": data.name, "n_classes": data.n_classes, "source": data.source}
-
-
-def _dataset_from_store(stored: dict):
-    import warnings
-
-    import torch
-
-    from spectral_study.data import Dataset
-
-    with warnings.catch_warnings():
-        # The arrays are read-only views of the object store; training only reads them.
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensors = {name: torch.from_numpy(array) for name, array in stored["arrays"].items()}
-    return Dataset(stored["name"], n_classes=stored["n_classes"], source=stored["source"], **tensors)
+    # The data set goes into Ray's object store once, as numpy arrays (zero-copy for trials).
+    return tune.with_resources(tune.with_parameters(trainable, data=data.to_arrays()), resources)
 
 
 # ------------------------------------------------------------------------------ the driver side
 
+def _quiet_tune() -> None:
+    """Tune's own JSON/CSV/TensorBoard loggers would duplicate our Parquet results (and
+    serialise each trial's spectra into them), its table reporter is too noisy to read, and
+    it warns about the per-epoch checkpoints small studies take by design."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
 def _param_space(spec: StudySpec) -> dict:
     if spec.search.type == "grid":
-        return {"trial": tune.grid_search(spec.trial_configs())}
+        return {"trial": tune.grid_search([config.to_dict() for config in spec.trial_configs()])}
     return {}  # Optuna's define-by-run space supplies every key
 
 
@@ -199,7 +153,7 @@ def _tune_config(spec: StudySpec) -> tune.TuneConfig:
         from ray.tune.schedulers import ASHAScheduler
 
         # time_attr "epoch": the trial's own epoch counter survives retries and restores.
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.training.epochs,
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.base.epochs,
                                   grace_period=spec.scheduler.grace_period,
                                   reduction_factor=spec.scheduler.reduction_factor)
     return tune.TuneConfig(
@@ -226,7 +180,7 @@ def _optuna_search(spec: StudySpec):
 
 def _run_config(spec: StudySpec, root: str) -> tune.RunConfig:
     callback = StudyCallback(study=spec.name, results=root, total=spec.trial_count(),
-                             epochs=spec.training.epochs, metric=spec.search.metric)
+                             epochs=spec.base.epochs, metric=spec.search.metric)
     return tune.RunConfig(
         name=EXPERIMENT_DIR, storage_path=root,
         failure_config=tune.FailureConfig(max_failures=spec.retries),
@@ -235,36 +189,21 @@ def _run_config(spec: StudySpec, root: str) -> tune.RunConfig:
     )
 
 
-def _fit(tuner: tune.Tuner, root: str, echo) -> StudyOutcome:
+def _fit(tuner: tune.Tuner, spec: StudySpec, root: str, echo) -> outcomes.StudyOutcome:
     started = time.perf_counter()
     # Tune's ResultGrid looks for the JSON/CSV logs we turned off; our results are the Parquet.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
-    from spectral_study.results import load_table
-
-    trials = load_table(root, "trials")
-    statuses = trials["status"].value_counts().to_dict() if len(trials) else {}
-    seconds = time.perf_counter() - started
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "no trials"
-    echo(f"done in {seconds:.0f} s: {counts}")
-    if len(trials):
-        echo(result_table(trials))
-    echo(f"results: {root}  (spectral_study.results.load_results, or pandas.read_parquet('{root}/trials'))")
-    return StudyOutcome(results=root, statuses=statuses, seconds=seconds)
+    outcome = outcomes.read_outcome(root, seconds=time.perf_counter() - started,
+                                    with_epochs=spec.search.type == "optuna")
+    echo(outcomes.format_outcome(outcome, spec))
+    return outcome
 
 
-def result_table(trials) -> str:
-    """Final test accuracy per mode (rows) and hidden widths (columns), mean over seeds."""
-    table = trials.pivot_table(index="mode", columns="widths", values="final_test_accuracy",
-                               aggfunc="mean")
-    table = table[sorted(table.columns, key=lambda w: [int(x) for x in w.split("-")] if w else [])]
-    table.columns = [f"w={w or 'none'}" for w in table.columns]
-    return "final test accuracy (mean over seeds):\n" + table.to_string(float_format="{:.4f}".format)
-
-
-def _load_data(spec: StudySpec, echo):
+def _load_data(spec: StudySpec, echo) -> Dataset:
     started = time.perf_counter()
-    data = load_dataset(spec.dataset.name, path=spec.dataset.path, normalize=spec.dataset.normalize)
+    base = spec.base
+    data = load_dataset(base.dataset, path=base.data_path, normalize=base.normalize)
     echo(f"data: {data.name} from {data.source}: {len(data.y_train)} train / {len(data.y_test)} test "
          f"({time.perf_counter() - started:.1f} s)")
     return data

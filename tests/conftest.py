@@ -1,4 +1,5 @@
-"""Shared fixtures: a real local Ray for the study tests, started and stopped cleanly."""
+"""Shared fixtures: real Ray (local, or several nodes on this machine) started and stopped
+cleanly, and the one base study every study test builds on (`spectral_study.testing`)."""
 import os
 
 import pytest
@@ -16,3 +17,44 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def make_study(tmp_path):
+    """``make_study(name, **overrides)`` -> a validated `StudySpec` of the base study (see
+    `spectral_study.testing.study_dict`), written under this test's tmp_path."""
+    from spectral_study.study import load_study
+    from spectral_study.testing import write_study
+
+    def make(name: str = "study", **overrides):
+        return load_study(write_study(tmp_path, name, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def start_cluster():
+    """``start_cluster([{"num_cpus": 1}, ...])`` -> a connected multi-node cluster on this
+    machine (the first node is the head); every node is stopped after the test."""
+    import ray
+
+    from spectral_study.testing.cluster import start_cluster as start
+
+    started = []
+
+    def make(nodes: list[dict]):
+        cluster = start(nodes)
+        started.append(cluster)
+        cluster.connect(len(nodes))
+        return cluster
+
+    yield make
+    ray.shutdown()
+    for cluster in started:
+        cluster.stop()
+
+
+@pytest.fixture
+def two_node_cluster(start_cluster):
+    """A head with one CPU and a second node with one CPU."""
+    return start_cluster([{"num_cpus": 1}, {"num_cpus": 1}])

@@ -7,111 +7,68 @@ import sys
 import threading
 import time
 
-import pytest
 import ray
 
-from ray_cluster import start_cluster
 from spectral_study.results import load_results
-from spectral_study.study import load_study
+from spectral_study.testing import write_study
 from spectral_study.tune import run_study
 
-STUDY = """\
-name: {name}
-dataset: synthetic
-model:
-  modes: [spectral-eigvals, dense, spectral-full]
-  widths: [{widths}]
-training:
-  epochs: {epochs}
-  batch_size: 32
-  lr_eigvals: 0.05
-search: {{type: grid, repeats: {repeats}}}
-resources: {{cpu: 1, gpu: {gpu}}}
-retries: 2
-storage: {storage}
-{extra}
-"""
 
-
-def study(tmp_path, name, *, widths="16, 64", epochs=3, repeats=1, gpu=0, extra=""):
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(STUDY.format(name=name, widths=widths, epochs=epochs, repeats=repeats, gpu=gpu,
-                                 storage=tmp_path / "results", extra=extra))
-    return load_study(path)
-
-
-@pytest.fixture
-def cluster():
-    """A head with one CPU and a second node with one CPU."""
-    cluster = start_cluster([{"num_cpus": 1}, {"num_cpus": 1}])
-    try:
-        cluster.connect(2)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.stop()
-
-
-def test_study_runs_on_both_nodes(cluster, tmp_path):
+def test_study_runs_on_both_nodes(two_node_cluster, make_study):
     node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    outcome = run_study(study(tmp_path, "two-nodes", repeats=2), address=cluster.address)
+    outcome = run_study(make_study("two-nodes", search={"repeats": 2}), address=two_node_cluster.address)
     trials = load_results(outcome.results)["trials"]
     assert len(trials) == 12 and set(trials["status"]) == {"completed"}
     assert set(trials["node_id"]) == node_ids  # both nodes ran trials
 
 
-def test_worker_node_killed_mid_study(tmp_path):
+def test_worker_node_killed_mid_study(start_cluster, make_study, tmp_path):
     """Kill the second node's raylet while its trial runs: the study completes, the lost trial is
     retried from its checkpoint on the surviving node, nothing is written twice."""
     cluster = start_cluster([{"num_cpus": 0}, {"num_cpus": 1}, {"num_cpus": 1}])
-    try:
-        cluster.connect(3)
-        victim = cluster.nodes[2]
-        victim_id = victim.node_id()
-        spec = study(tmp_path, "node-loss", widths="256", epochs=8, repeats=2)
-        results = tmp_path / "results" / "node-loss"
-        killed = threading.Event()
+    victim = cluster.nodes[2]
+    victim_id = victim.node_id()
+    spec = make_study("node-loss", model={"widths": [256]}, training={"epochs": 8}, search={"repeats": 2})
+    results = tmp_path / "results" / "node-loss"
+    killed = threading.Event()
 
-        def kill_victim_when_it_has_checkpointed():
-            # Wait until some trial has reported two epochs (so checkpoints exist), then kill.
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not killed.is_set():
-                ckpts = list((results / "_tune").glob("*/checkpoint_000001"))
-                if ckpts:
-                    os.kill(victim.raylet_pid(), signal.SIGKILL)
-                    killed.set()
-                    return
-                time.sleep(0.1)
+    def kill_victim_when_it_has_checkpointed():
+        # Wait until some trial has reported two epochs (so checkpoints exist), then kill.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed.is_set():
+            ckpts = list((results / "_tune").glob("*/checkpoint_000001"))
+            if ckpts:
+                os.kill(victim.raylet_pid(), signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.1)
 
-        killer = threading.Thread(target=kill_victim_when_it_has_checkpointed, daemon=True)
-        killer.start()
-        outcome = run_study(spec, address=cluster.address)
-        killer.join(timeout=5)
-        assert killed.is_set(), "the study finished before the node could be killed"
+    killer = threading.Thread(target=kill_victim_when_it_has_checkpointed, daemon=True)
+    killer.start()
+    outcome = run_study(spec, address=cluster.address)
+    killer.join(timeout=5)
+    assert killed.is_set(), "the study finished before the node could be killed"
 
-        tables = load_results(outcome.results)
-        trials, epochs = tables["trials"], tables["epochs"]
-        # What happened to each trial (shown with `pytest -s`).
-        print(trials[["trial_id", "cell", "status", "attempt", "restored_from_epoch", "node_id",
-                      "wall_seconds"]].assign(node_id=trials["node_id"].str[:8]).to_string())
-        assert len(trials) == 6 and trials["trial_id"].is_unique
-        assert set(trials["status"]) == {"completed"}
-        assert len(epochs) == 6 * 8 and not epochs.duplicated(["trial_id", "epoch"]).any()
-        retried = trials[trials["attempt"] > 1]
-        assert len(retried) >= 1, trials[["trial_id", "node_id", "attempt"]]
-        assert (retried["node_id"] != victim_id).all()  # finished on the survivor
-        assert (retried["restored_from_epoch"] >= 1).all()  # from a checkpoint, not from scratch
-    finally:
-        ray.shutdown()
-        cluster.stop()
+    tables = load_results(outcome.results)
+    trials, epochs = tables["trials"], tables["epochs"]
+    # What happened to each trial (shown with `pytest -s`).
+    print(trials[["trial_id", "cell", "status", "attempt", "restored_from_epoch", "node_id",
+                  "wall_seconds"]].assign(node_id=trials["node_id"].str[:8]).to_string())
+    assert len(trials) == 6 and trials["trial_id"].is_unique
+    assert set(trials["status"]) == {"completed"}
+    assert len(epochs) == 6 * 8 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    retried = trials[trials["attempt"] > 1]
+    assert len(retried) >= 1, trials[["trial_id", "node_id", "attempt"]]
+    assert (retried["node_id"] != victim_id).all()  # finished on the survivor
+    assert (retried["restored_from_epoch"] >= 1).all()  # from a checkpoint, not from scratch
 
 
-def test_driver_killed_and_resumed_against_the_same_cluster(cluster, tmp_path):
+def test_driver_killed_and_resumed_against_the_same_cluster(two_node_cluster, tmp_path):
     """The driver (`spectral-study run --address`) is SIGKILLed mid-study; the cluster lives on;
     `spectral-study resume --address` against it finishes the study, every trial once."""
-    spec_path = tmp_path / "driver-loss.yaml"
-    spec_path.write_text(STUDY.format(name="driver-loss", widths="64, 128", epochs=6, repeats=2, gpu=0,
-                                      storage=tmp_path / "results", extra=""))
+    cluster = two_node_cluster
+    spec_path = write_study(tmp_path, "driver-loss", model={"widths": [64, 128]}, training={"epochs": 6},
+                            search={"repeats": 2})
     results = tmp_path / "results" / "driver-loss"
     driver = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "run", str(spec_path),
                                "--address", cluster.address],

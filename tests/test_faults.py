@@ -1,12 +1,11 @@
 """Trials that raise, injected by the test-only `testing:` section: retried from their checkpoint
 and completed, or recorded as failed with their error while the rest of the study goes on."""
-from test_cluster import study
 from spectral_study.results import load_results
 from spectral_study.tune import run_study
 
 
-def test_trial_failing_once_is_retried_and_completes(local_ray, tmp_path):
-    spec = study(tmp_path, "flaky", extra="testing: {inject_failure: first_attempt, failing_modes: [dense]}")
+def test_trial_failing_once_is_retried_and_completes(local_ray, make_study):
+    spec = make_study("flaky", testing={"inject_failure": "first_attempt", "failing_modes": ["dense"]})
     trials = load_results(run_study(spec).results)["trials"]
     assert len(trials) == 6 and set(trials["status"]) == {"completed"}
     dense = trials[trials["mode"] == "dense"]
@@ -14,8 +13,8 @@ def test_trial_failing_once_is_retried_and_completes(local_ray, tmp_path):
     assert (trials.loc[trials["mode"] != "dense", "attempt"] == 1).all()
 
 
-def test_trial_always_failing_is_recorded_and_the_study_goes_on(local_ray, tmp_path):
-    spec = study(tmp_path, "broken", extra="testing: {inject_failure: always, failing_modes: [dense]}")
+def test_trial_always_failing_is_recorded_and_the_study_goes_on(local_ray, make_study):
+    spec = make_study("broken", testing={"inject_failure": "always", "failing_modes": ["dense"]})
     tables = load_results(run_study(spec).results)
     trials = tables["trials"]
     assert len(trials) == 6

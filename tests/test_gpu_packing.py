@@ -3,17 +3,17 @@ the CPU and records it. Tested with a logical GPU declared to Ray on this CPU-on
 import pandas as pd
 import ray
 
-from test_cluster import study
 from spectral_study.results import load_results
 from spectral_study.tune import run_study
 
 
-def test_quarter_gpus_pack_four_trials_and_fall_back_to_cpu(tmp_path):
+def test_quarter_gpus_pack_four_trials_and_fall_back_to_cpu(make_study):
     """`gpu: 0.25` on a machine whose Ray declares one (logical) GPU: four trials at once; torch
     sees no CUDA device here, so each trial runs on the CPU and records it."""
     ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        spec = study(tmp_path, "packed", widths="256", epochs=6, repeats=2, gpu=0.25)
+        spec = make_study("packed", model={"widths": [256]}, training={"epochs": 6}, search={"repeats": 2},
+                          resources={"gpu": 0.25})
         trials = load_results(run_study(spec).results)["trials"]
     finally:
         ray.shutdown()

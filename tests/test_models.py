@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from spectral_study.data import load_dataset
-from spectral_study.models import (ACTIVATIONS, MODES, ModelSpec, RestrictedLinear, build_model,
-                                   count_parameters)
+from spectral_study.models import ModelSpec, RestrictedLinear, build_model, count_parameters
 from spectral_study.spectral import SpectralLinear
 from spectral_study.train import TrainConfig, train
+from spectral_study.vocabulary import ACTIVATIONS, MODES
 
 
 def expected_counts(mode: str, n: int, eigenvalues: str, bias: bool = True) -> tuple[int, int]:
@@ -110,10 +110,12 @@ def test_same_seed_same_model():
 
 
 @pytest.mark.parametrize("bad,match", [
-    (dict(mode="spectral"), "unknown mode"),
-    (dict(mode="dense", activation="gelu"), "unknown activation"),
-    (dict(mode="dense", widths=(0,)), "positive"),
-    (dict(mode="spectral-full", eigenvalues="sending"), "eigenvalue set"),
+    (dict(mode="spectral"), "^mode: got 'spectral'; expected one of: spectral-eigvals"),
+    (dict(mode="dense", activation="gelu"), "^activation: got 'gelu'; expected one of: linear"),
+    (dict(mode="dense", widths=(0,)), r"^widths\[0\]: got 0; expected a positive integer"),
+    (dict(mode="spectral-full", eigenvalues="sending"),
+     "^eigenvalues: got 'sending'; expected one of: both, receiving"),
+    (dict(mode="dense", dense_init="kaiming"), "^dense_init: got 'kaiming'; expected one of: uniform, glorot"),
 ])
 def test_bad_specs_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -10,8 +10,15 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from spectral_study.results import (SCHEMAS, TABLES, ResultsError, ResultsWriter, completed_trial_ids,
-                                    load_results, load_table)
+from spectral_study.results import (
+    SCHEMAS,
+    TABLES,
+    ResultsError,
+    ResultsWriter,
+    completed_trial_ids,
+    load_results,
+    load_table,
+)
 from spectral_study.trial import run_trial
 
 STUDY = "unit"
@@ -95,7 +102,7 @@ def test_a_failed_trial_without_summary_keeps_config_error_and_epochs(tmp_path, 
     assert row.epochs_completed == 1
     assert row.final_test_accuracy == summary["history"][0]["test_accuracy"]
     assert row.trainable_params is pd.NA  # unknown, not zero
-    assert '"widths": "256-128"' in row.config_json
+    assert '"widths": [256, 128]' in row.config_json  # the canonical form
     assert (tables["epochs"].trial_id == "bad").sum() == 1
     assert not (tables["spectra"].trial_id == "bad").any()
 
@@ -106,7 +113,7 @@ def test_a_trial_failing_before_any_epoch_still_has_a_row(tmp_path):
     tables = load_results(tmp_path)
     row = tables["trials"].iloc[0]
     assert (row.trial_id, row.status, row.epochs_completed) == ("early", "failed", 0)
-    assert (row.widths, row.n_hidden_layers, row.width) == ("", 0, 0)
+    assert (row.widths, row.n_hidden_layers, row.width) == ("none", 0, 0)  # no hidden layer
     assert len(tables["epochs"]) == 0 and not (tmp_path / "epochs").exists()
 
 

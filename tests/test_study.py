@@ -3,6 +3,7 @@ is refused with one message naming file, field, value and what is allowed, the O
 real define-by-run space, and the resolved study round-trips."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -13,11 +14,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from spectral_study.data import DATASETS
-from spectral_study.models import ACTIVATIONS, MODES, ModelSpec
-from spectral_study.study import (EIGVAL_MODES, TRIAL_CONFIG_KEYS, StudyError, StudySpec, decode_widths,
-                                  encode_widths, is_valid_gpu, load_study, parse_study)
-from spectral_study.train import METRICS, TrainConfig
+from spectral_study._validate import is_valid_gpu
+from spectral_study.config import TrialConfig
+from spectral_study.models import ModelSpec
+from spectral_study.study import StudyError, StudySpec, load_study, parse_study, with_overrides
+from spectral_study.train import TrainConfig
+from spectral_study.vocabulary import ACTIVATIONS, DATASETS, EIGVAL_MODES, EPOCH_METRICS, MODES
+
+TRIAL_CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(TrialConfig))
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 SHIPPED = sorted(STUDIES.glob("*.yaml"))
@@ -81,17 +85,21 @@ def check_config(config: dict) -> None:
     """A trial config is complete, JSON-able, and accepted by the real model and trainer specs."""
     assert sorted(config) == sorted(TRIAL_CONFIG_KEYS)
     json.dumps(config)
-    ModelSpec(mode=config["mode"], widths=decode_widths(config["widths"]),
-              activation=config["activation"], eigenvalues=config["eigenvalues"], bias=config["bias"])
-    TrainConfig(optimizer=config["optimizer"], lr=config["lr"], lr_eigvals=config["lr_eigvals"],
-                batch_size=config["batch_size"], epochs=config["epochs"], seed=config["seed"])
+    trial = TrialConfig.from_dict(config)
+    ModelSpec.from_config(trial, in_features=784, n_classes=10)
+    TrainConfig.from_config(trial)
     assert config["dataset"] in DATASETS
     assert (config["lr_eigvals"] is not None) == (config["mode"] in EIGVAL_MODES)
 
 
+def grid(spec: StudySpec) -> list[dict]:
+    """The grid's trial configs as the dicts Ray carries."""
+    return [config.to_dict() for config in spec.trial_configs()]
+
+
 def test_quickstart_grid():
     spec = load_study(STUDIES / "quickstart.yaml")
-    configs = spec.trial_configs()
+    configs = grid(spec)
     assert len(configs) == spec.trial_count() == 5 * 3 * 1
     assert all(tuple(c) == TRIAL_CONFIG_KEYS for c in configs)  # grid configs in canonical order
     for config in configs:
@@ -108,7 +116,7 @@ def test_quickstart_grid():
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_width_studies_cover_every_mode_width_and_seed(activation):
     spec = load_study(STUDIES / f"fmnist-widths-{activation}.yaml")
-    configs = spec.trial_configs()
+    configs = grid(spec)
     assert len(configs) == spec.trial_count() == 5 * 5 * 3
     for config in configs:
         check_config(config)
@@ -121,12 +129,12 @@ def test_width_studies_cover_every_mode_width_and_seed(activation):
 
 def test_grid_order_is_seed_outermost_and_deterministic():
     spec = parse_study({**_base(), "search": {"repeats": 2, "seed": 7}})
-    configs = spec.trial_configs()
+    configs = grid(spec)
     assert [c["seed"] for c in configs] == [7] * 4 + [8] * 4
     assert [c["cell"] for c in configs[:4]] == [
         "spectral-eigvals_w64_relu_both_s7", "spectral-eigvals_w128_relu_both_s7",
         "dense_w64_relu_both_s7", "dense_w128_relu_both_s7"]
-    assert configs == spec.trial_configs()
+    assert configs == grid(spec)
 
 
 def test_grid_expands_every_axis_and_looks_up_lr_per_mode():
@@ -138,7 +146,7 @@ def test_grid_expands_every_axis_and_looks_up_lr_per_mode():
                      "lr_eigvals": {"spectral-eigvals": 0.05, "default": 0.01}},
         "pruning": {"methods": ["eigenvalue", "connectivity"], "fractions": [0.5, 0.9], "retrain_epochs": 0},
         "testing": {"inject_failure": "first_attempt"}})
-    configs = spec.trial_configs()
+    configs = grid(spec)
     # dense has no eigenvalues: it runs once per cell, not once per eigenvalue set
     assert len(configs) == (4 * 2 + 1) * 3 * 2
     for config in configs:
@@ -157,28 +165,29 @@ def test_grid_expands_every_axis_and_looks_up_lr_per_mode():
 
 def test_defaults():
     spec = parse_study({"name": "d", "dataset": "synthetic", "model": {"modes": "dense", "widths": 8}})
-    assert spec.training.epochs == 10 and spec.training.batch_size == 256
-    assert spec.training.optimizer == "adam" and spec.training.lr.for_mode("dense") == 1e-3
+    assert spec.base.epochs == 10 and spec.base.batch_size == 256
+    assert spec.base.optimizer == "adam" and spec.rates.lr.for_mode("dense") == 1e-3
     assert spec.search.type == "grid" and spec.search.repeats == 1 and spec.search.metric == "test_accuracy"
     assert spec.search.direction == "max" and spec.scheduler.type == "none"
     assert (spec.resources.cpu, spec.resources.gpu) == (1.0, 0.0)
-    assert (spec.storage, spec.concurrency, spec.retries, spec.device) == ("results", None, 2, "auto")
-    assert spec.pruning is None and spec.inject_failure is None
-    assert spec.model.activations == ("relu",) and spec.model.eigenvalues == ("both",) and spec.model.bias
+    assert (spec.storage, spec.concurrency, spec.retries, spec.base.device) == ("results", None, 2, "auto")
+    assert spec.base.pruning is None and spec.base.inject_failure is None
+    assert spec.model.activations == ("relu",) and spec.model.eigenvalues == ("both",) and spec.base.bias
+    assert spec.base.dense_init == "uniform" and spec.base.phi_init == "uniform"
     loss = parse_study({**_base(), "search": {"metric": "test_loss"}})
     assert loss.search.direction == "min"
 
 
 def test_yaml_reads_1e_minus_3_as_a_float(tmp_path):
     spec = load_study(write(tmp_path, BASE + "  lr: 1e-3\n  lr_eigvals: 3E-2\n"))
-    assert spec.training.lr.default == 1e-3 and spec.training.lr_eigvals.default == 0.03
+    assert spec.rates.lr.default == 1e-3 and spec.rates.lr_eigvals.default == 0.03
 
 
 def test_subset_seeds_and_init_options_reach_the_trial_configs():
     spec = parse_study({"name": "t", "dataset": "synthetic", "search": {"repeats": 2},
                         "model": {"modes": ["spectral-eigvals", "dense-restricted"], "widths": [[]],
                                   "subset_seeds": [4, 5, 6], "phi_init": "glorot", "eigval_init": "ones"}})
-    configs = spec.trial_configs()
+    configs = grid(spec)
     assert len(configs) == spec.trial_count() == (1 + 3) * 2
     restricted = [c for c in configs if c["mode"] == "dense-restricted"]
     assert sorted(c["subset_seed"] for c in restricted) == [4, 4, 5, 5, 6, 6]
@@ -251,7 +260,7 @@ BAD = {
         ["resources.cpu: got 0; expected a positive number of CPUs"]),
     "metric not reported": (
         BASE + "search: {metric: val_accuracy}\n",
-        [f"search.metric: got 'val_accuracy'; expected one of: {', '.join(METRICS)}"]),
+        [f"search.metric: got 'val_accuracy'; expected one of: {', '.join(EPOCH_METRICS)}"]),
     "storage with an unknown scheme": (
         BASE + "storage: nosuchscheme://x\n",
         ["storage: cannot use 'nosuchscheme://x': ", "nosuchscheme"]),
@@ -502,35 +511,18 @@ def test_to_dict_round_trips(case, tmp_path):
 
 def test_with_overrides(tmp_path):
     spec = parse_study(_base())
-    changed = spec.with_overrides(storage=str(tmp_path / "elsewhere"), name="renamed")
+    changed = with_overrides(spec, storage=str(tmp_path / "elsewhere"), name="renamed")
     assert (changed.storage, changed.name) == (str(tmp_path / "elsewhere"), "renamed")
     assert changed.model == spec.model and spec.name == "t"
-    assert spec.with_overrides() == spec
+    assert with_overrides(spec) == spec
     with pytest.raises(StudyError, match=r"command line: --storage: cannot use 'nosuchscheme://x'"):
-        spec.with_overrides(storage="nosuchscheme://x")
+        with_overrides(spec, storage="nosuchscheme://x")
     with pytest.raises(StudyError, match=r"command line: --name: got 'a b'; expected a name"):
-        spec.with_overrides(name="a b")
+        with_overrides(spec, name="a b")
 
 
 # ------------------------------------------------------------------------------ helpers
 
-@pytest.mark.parametrize("value, widths", [
-    ([256, 128], [256, 128]), ((64,), [64]), ("256-128", [256, 128]), ("64", [64]), (64, [64]),
-    ("", []), ("none", []), ([], [])])
-def test_decode_widths(value, widths):
-    assert decode_widths(value) == widths
-
-
-@pytest.mark.parametrize("value", ["256-", "a", "0", [0], [True], [1.5], 1.5, None, "-4"])
-def test_decode_widths_refuses(value):
-    with pytest.raises(ValueError):
-        decode_widths(value)
-
-
-def test_encode_widths_inverts_decode():
-    for widths in ([], [7], [256, 128, 64]):
-        assert decode_widths(encode_widths(widths)) == widths
-    assert encode_widths([]) == "none" and encode_widths((256, 128)) == "256-128"
 
 
 @pytest.mark.parametrize("gpu, ok", [

@@ -5,7 +5,8 @@ import pytest
 
 from spectral_study.data import load_dataset
 from spectral_study.models import ModelSpec, build_model
-from spectral_study.train import METRICS, TrainConfig, make_optimizer, train
+from spectral_study.train import TrainConfig, make_optimizer, train
+from spectral_study.vocabulary import EPOCH_METRICS as METRICS
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +75,10 @@ def test_every_optimizer_reduces_the_loss(synthetic, optimizer):
 
 
 @pytest.mark.parametrize("bad,match", [
-    (dict(optimizer="rmsprop"), "unknown optimizer"),
-    (dict(batch_size=0), "batch_size"),
-    (dict(lr=-1.0), "learning rates"),
+    (dict(optimizer="rmsprop"), "^optimizer: got 'rmsprop'; expected one of: adam, adamax, sgd"),
+    (dict(batch_size=0), "^batch_size: got 0; expected a positive integer"),
+    (dict(lr=-1.0), "^lr: got -1.0; expected a positive number"),
+    (dict(eval_batch_size=0), "eval_batch_size"),
 ])
 def test_bad_train_configs_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -66,10 +66,10 @@ def test_diverged_trial_is_a_result():
 
 
 @pytest.mark.parametrize("bad,match", [
-    ({"mdoe": "dense"}, "unknown trial config key"),
-    ({"mode": "dense", "device": "tpu"}, "device"),
-    ({"mode": "nope"}, "unknown mode"),
-    ({"mode": "dense", "optimizer": "lbfgs"}, "unknown optimizer"),
+    ({"mdoe": "dense"}, "^mdoe: got unknown key 'mdoe'; .*did you mean 'mode'"),
+    ({"mode": "dense", "device": "tpu"}, "^device: got 'tpu'; expected one of: auto, cpu, cuda"),
+    ({"mode": "nope"}, "^mode: got 'nope'"),
+    ({"mode": "dense", "optimizer": "lbfgs"}, "^optimizer: got 'lbfgs'"),
     ({"mode": "dense", "repeats": 0}, "repeats"),
     ({"mode": "dense", "widths": "a-b"}, "widths"),
 ])
@@ -80,7 +80,8 @@ def test_bad_trial_configs_name_the_problem(bad, match):
 
 def test_widths_in_optuna_string_form_are_decoded():
     summary = run_trial({**SMALL, "mode": "dense", "widths": "16-8", "epochs": 1})
-    assert summary["config"]["widths"] == [16, 8] and summary["trainable_params"] == 784 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
+    assert summary["config"]["widths"] == [16, 8]
+    assert summary["trainable_params"] == 784 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10
 
 
 def test_injected_failures_for_fault_tests():
@@ -145,3 +146,29 @@ def test_claim_c1_on_real_fashion_mnist_784_256_10_relu():
     assert acc["spectral-full"]["final_test_accuracy"] >= 0.85
     assert acc["spectral-eigvals"]["trainable_params"] == acc["dense-restricted"]["trainable_params"]
     assert acc["spectral-eigvals"]["final_test_accuracy"] > acc["dense-restricted"]["final_test_accuracy"]
+
+
+@pytest.mark.parametrize("epochs", [1, 4])  # diverged at its last epoch, or before it
+def test_a_diverged_trial_restored_from_its_checkpoint_stays_diverged(epochs):
+    """The divergence flag travels with the checkpoint: restored from the epoch it diverged at,
+    the trial reports "diverged" again, trains no further and prunes nothing (before the fix, a
+    trial that diverged at its last epoch came back "completed" and pruning crashed on NaN)."""
+    config = {**SMALL, "mode": "spectral-full", "optimizer": "sgd", "lr": 1e12, "epochs": epochs,
+              "pruning": {"methods": ["eigenvalue"], "fractions": [0.5]}}
+    states = []
+    first = run_trial(config, lambda m, s: states.append(copy.deepcopy(s)))
+    assert first["status"] == "diverged"
+    again = run_trial(config, checkpoint=states[-1])
+    assert again["status"] == "diverged" and again["pruning"] == []
+    assert again["epochs_completed"] == first["epochs_completed"]
+
+
+def test_wall_seconds_and_attempts_add_up_over_restores():
+    states = []
+    run_trial({**SMALL, "mode": "dense", "epochs": 3}, lambda m, s: states.append(copy.deepcopy(s)))
+    checkpoint = {**states[0], "elapsed_seconds": 100.0}  # as if the first attempt took 100 s
+    resumed = run_trial({**SMALL, "mode": "dense", "epochs": 3}, checkpoint=checkpoint)
+    assert resumed["attempts"] == 2 and resumed["restored_from_epoch"] == 1
+    assert resumed["wall_seconds"] > 100.0
+    twice = run_trial({**SMALL, "mode": "dense", "epochs": 3}, checkpoint={**checkpoint, "attempts": 2})
+    assert twice["attempts"] == 3

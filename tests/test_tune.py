@@ -11,68 +11,29 @@ import pandas as pd
 
 from spectral_study.models import ModelSpec, build_model, count_parameters
 from spectral_study.results import load_results, load_table
-from spectral_study.study import load_study
+from spectral_study.testing import write_study
 from spectral_study.tune import resume_study, run_study
 
-GRID = """\
-name: {name}
-dataset: synthetic
-model:
-  modes: [spectral-eigvals, dense-restricted, dense]
-  widths: [8, 16]
-  activations: [relu]
-training:
-  epochs: 2
-  batch_size: 128
-  lr: 0.003
-  lr_eigvals: 0.05
-search:
-  type: grid
-  repeats: 1
-storage: {storage}
-"""
-
-OPTUNA = """\
-name: search
-dataset: synthetic
-model:
-  modes: [spectral-eigvals, dense]
-  widths: [8, 32]
-training:
-  epochs: 4
-  batch_size: 128
-search:
-  type: optuna
-  n_trials: 8
-  seed: 3
-  metric: test_accuracy
-  direction: max
-  storage: sqlite:///{optuna_db}
-  space:
-    modes: [spectral-eigvals, dense]
-    widths: [8, 32]
-    lr: {{low: 1.0e-4, high: 3.0e-2, log: true}}
-    lr_eigvals: {{low: 1.0e-3, high: 0.3, log: true}}
-scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
-storage: {storage}
-"""
+# The base study (spectral_study.testing) with the changes each test needs.
+GRID = {"model": {"modes": ["spectral-eigvals", "dense-restricted", "dense"], "widths": [8, 16]},
+        "training": {"epochs": 2, "batch_size": 128, "lr": 0.003}}
+OPTUNA = {"model": {"modes": ["spectral-eigvals", "dense"], "widths": [8, 32]},
+          "training": {"epochs": 4, "batch_size": 128, "lr_eigvals": None},
+          "search": {"type": "optuna", "n_trials": 8, "seed": 3, "metric": "test_accuracy", "direction": "max",
+                     "space": {"lr": {"low": 1.0e-4, "high": 3.0e-2, "log": True},
+                               "lr_eigvals": {"low": 1.0e-3, "high": 0.3, "log": True}}},
+          "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2}}
 
 
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    return path
-
-
-def test_grid_study_writes_every_trial_and_epoch_once(local_ray, tmp_path):
-    spec = load_study(write(tmp_path, "grid", GRID.format(name="grid", storage=tmp_path / "results")))
+def test_grid_study_writes_every_trial_and_epoch_once(local_ray, make_study):
+    spec = make_study("grid", **GRID)
     outcome = run_study(spec)
     tables = load_results(outcome.results)
     trials, epochs, spectra = tables["trials"], tables["epochs"], tables["spectra"]
 
     assert len(trials) == 6 and trials["trial_id"].is_unique
     assert set(trials["status"]) == {"completed"}
-    expected = {(c["mode"], "-".join(map(str, c["widths"])), c["seed"]) for c in spec.trial_configs()}
+    expected = {(c.mode, "-".join(map(str, c.widths)), c.seed) for c in spec.trial_configs()}
     assert set(zip(trials["mode"], trials["widths"], trials["seed"])) == expected
     for row in trials.itertuples():  # exact counts, recomputed independently of the trial
         model = build_model(ModelSpec(mode=row.mode, widths=(row.width,), eigenvalues=row.eigenvalues))
@@ -89,20 +50,20 @@ def test_grid_study_writes_every_trial_and_epoch_once(local_ray, tmp_path):
     assert trials["node_id"].notna().all() and trials["ray_version"].notna().all()
 
 
-def test_same_grid_twice_gives_the_same_accuracies(local_ray, tmp_path):
+def test_same_grid_twice_gives_the_same_accuracies(local_ray, make_study):
     def accuracies(name):
-        spec = load_study(write(tmp_path, name, GRID.format(name=name, storage=tmp_path / "results")))
+        spec = make_study(name, **GRID)
         trials = load_table(run_study(spec).results, "trials")
         return trials.set_index("cell")["final_test_accuracy"].sort_index()
 
     pd.testing.assert_series_equal(accuracies("first"), accuracies("second"))
 
 
-def test_optuna_study_with_asha_records_early_stops(local_ray, tmp_path):
+def test_optuna_study_with_asha_records_early_stops(local_ray, make_study, tmp_path):
     import optuna
 
     db = tmp_path / "optuna.db"
-    spec = load_study(write(tmp_path, "search", OPTUNA.format(storage=tmp_path / "results", optuna_db=db)))
+    spec = make_study("search", **{**OPTUNA, "search": {**OPTUNA["search"], "storage": f"sqlite:///{db}"}})
     tables = load_results(run_study(spec).results)
     trials, epochs = tables["trials"], tables["epochs"]
 
@@ -123,25 +84,9 @@ def test_optuna_study_with_asha_records_early_stops(local_ray, tmp_path):
     assert len(study.trials) == 8
 
 
-KILL = """\
-name: killed
-dataset: synthetic
-model:
-  modes: [spectral-eigvals, dense, spectral-full]
-  widths: [64, 128]
-training:
-  epochs: 6
-  batch_size: 32
-  lr_eigvals: 0.05
-search:
-  type: grid
-  repeats: 2
-storage: {storage}
-"""
-
-
 def test_killed_driver_resumes_with_every_trial_once(tmp_path):
-    study = write(tmp_path, "killed", KILL.format(storage=tmp_path / "results"))
+    study = write_study(tmp_path, "killed", model={"widths": [64, 128]}, training={"epochs": 6},
+                        search={"repeats": 2})
     results = tmp_path / "results" / "killed"
     # A session of its own, so that whatever Ray leaves behind after the kill can be ended.
     driver = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "run", str(study)],
@@ -179,7 +124,7 @@ def _end_session(session_id: int) -> None:
 
 
 def test_bad_study_exits_2_before_ray_starts(tmp_path):
-    bad = write(tmp_path, "bad", GRID.format(name="bad", storage=tmp_path / "r").replace("[8, 16]", "[8, -16]"))
+    bad = write_study(tmp_path, "bad", model={"widths": [8, -16]})
     code = ("import sys; from spectral_study.cli import main; rc = main(['run', sys.argv[1]]); "
             "print('ray imported:', 'ray' in sys.modules); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, timeout=120)

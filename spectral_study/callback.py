@@ -14,10 +14,16 @@ import ray
 from ray import tune
 
 from spectral_study.results import ResultsWriter
+from spectral_study.vocabulary import EPOCH_METRICS
 
 # Keys of a reported result that are metrics of the trial's epoch (the rest is Tune's own).
-_EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-               "best_test_accuracy", "epoch_seconds")
+_EPOCH_KEYS = ("epoch", *EPOCH_METRICS)
+
+
+def trial_config(config: dict) -> dict:
+    """A Tune trial's `TrialConfig` dict: a grid nests it under "trial"; Optuna's define-by-run
+    hands over its suggested parameters and returned constants side by side."""
+    return dict(config.get("trial", config))
 
 
 class StudyCallback(tune.Callback):
@@ -53,7 +59,7 @@ class StudyCallback(tune.Callback):
         tid = trial.trial_id
         if "epoch" in result:
             self._epochs[tid][int(result["epoch"])] = {k: result[k] for k in _EPOCH_KEYS if k in result}
-        for key in ("node_id", "gpu_ids", "restored_from_epoch", "trainable_params", "total_params"):
+        for key in ("node_id", "gpu_ids"):
             if key in result:
                 self._facts[tid][key] = result[key]
         if "summary_json" in result:
@@ -91,7 +97,7 @@ class StudyCallback(tune.Callback):
         tid = trial.trial_id
         extra = {"attempt": self._attempts[tid], "ray_version": ray.__version__, **self._facts.pop(tid, {})}
         if summary is None:
-            extra["config"] = dict(trial.config.get("trial", trial.config))
+            extra["config"] = trial_config(trial.config)
         # The summary's history includes epochs run before a retry or a resume.
         epochs = None if summary is not None else self._history(tid)
         self.writer.write_trial(tid, self.study, summary, status=status, error=error, epochs=epochs,
@@ -101,7 +107,7 @@ class StudyCallback(tune.Callback):
     def _line(self, trial, text: str, *, count: bool = True) -> None:
         if count:
             self._finished += 1
-        config = trial.config.get("trial", trial.config)
+        config = trial_config(trial.config)
         label = config.get("cell") or trial.trial_id
         print(f"[{self._finished:>{len(str(self.total))}}/{self.total}] {trial.trial_id} {label}: {text}",
               flush=True, file=sys.stdout)

@@ -1,0 +1,144 @@
+"""The study types: what a validated study file says, as frozen dataclasses.
+
+A study is a base `TrialConfig` (every constant the file sets: data, ``model.bias``,
+``training.epochs``, ``device``, ``pruning`` …) plus what varies between its trials: the grid
+axes of `ModelAxes`, the learning rates per mode, and the seeds of `SearchSpec`. Parsing lives in
+`spectral_study.study.parse`, expansion into trials in `.expand`, YAML in `.serialize`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from spectral_study.config import TrialConfig
+
+Widths = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelAxes:
+    """The grid axes of the ``model:`` section (or an Optuna search's categorical choices)."""
+
+    modes: tuple[str, ...]
+    widths: tuple[Widths, ...]
+    activations: tuple[str, ...] = ("relu",)
+    eigenvalues: tuple[str, ...] = ("both",)
+    # dense-restricted only: seeds of the random subset of trained weights, one grid axis, so
+    # several subsets can be compared at one initialisation (claim C3). None: drawn from the seed.
+    subset_seeds: tuple[int, ...] | None = None
+
+    def subsets_for(self, mode: str) -> tuple[int | None, ...]:
+        return self.subset_seeds if mode == "dense-restricted" and self.subset_seeds else (None,)
+
+    def eigenvalues_for(self, mode: str) -> tuple[str, ...]:
+        """A dense network has no eigenvalues: one cell, not one per set (which would run the
+        same trial twice). dense-restricted keeps the axis: the set fixes how many weights it trains."""
+        return self.eigenvalues[:1] if mode == "dense" else self.eigenvalues
+
+
+@dataclass(frozen=True)
+class PerMode:
+    """A value for every mode: ``default``, unless ``by_mode`` names the mode."""
+
+    default: float | None
+    by_mode: tuple[tuple[str, float | None], ...] = ()
+
+    def for_mode(self, mode: str) -> float | None:
+        return dict(self.by_mode).get(mode, self.default)
+
+
+@dataclass(frozen=True)
+class LearningRates:
+    """``training.lr`` and ``training.lr_eigvals``: one number, or one per mode."""
+
+    lr: PerMode = PerMode(TrialConfig.lr)
+    lr_eigvals: PerMode = PerMode(None)  # None: the same as lr
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    log: bool = True
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """Optuna choices, resolved: a categorical axis with one choice is a constant, not suggested."""
+
+    modes: tuple[str, ...]
+    widths: tuple[Widths, ...]
+    activations: tuple[str, ...]
+    eigenvalues: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    lr: FloatRange | None = None
+    lr_eigvals: FloatRange | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    type: str = "grid"
+    repeats: int = 1
+    seed: int = 0
+    metric: str = "test_accuracy"
+    direction: str = "max"
+    n_trials: int | None = None  # optuna only, like the three below
+    sampler: str | None = None
+    storage: str | None = None
+    space: SpaceSpec | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    type: str = "none"
+    grace_period: int | None = None  # asha only: epochs before a trial may be stopped
+    reduction_factor: float | None = None
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    base: TrialConfig
+    model: ModelAxes
+    rates: LearningRates = LearningRates()
+    search: SearchSpec = SearchSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources: ResourceSpec = ResourceSpec()
+    storage: str = "results"
+    concurrency: int | None = None
+    retries: int = 2
+    failing_modes: tuple[str, ...] | None = None  # test-only: the modes a fault applies to (None: all)
+    source: str = field(default="<study>", compare=False)
+
+    # Thin fronts over the modules that do the work, so a caller needs only the spec.
+
+    def trial_count(self) -> int:
+        from spectral_study.study.expand import trial_count
+
+        return trial_count(self)
+
+    def trial_configs(self) -> list[TrialConfig]:
+        from spectral_study.study.expand import grid_configs
+
+        return grid_configs(self)
+
+    def define_by_run(self, trial) -> dict:
+        from spectral_study.study.expand import define_by_run
+
+        return define_by_run(self, trial)
+
+    def to_dict(self) -> dict:
+        from spectral_study.study.serialize import to_dict
+
+        return to_dict(self)
+
+    def to_yaml(self) -> str:
+        from spectral_study.study.serialize import to_yaml
+
+        return to_yaml(self)
