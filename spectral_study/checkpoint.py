@@ -17,7 +17,7 @@ import torch
 
 CHECKPOINT_FILE = "state.pt"
 # What a reported state carries that is worth keeping; the summary is reported, not restored.
-CHECKPOINT_KEYS = ("trainers", "history", "elapsed_seconds", "attempts")
+CHECKPOINT_KEYS = ("trainers", "history", "elapsed_seconds", "attempts", "pruning")
 
 
 def save_checkpoint(state: dict, directory: str | os.PathLike) -> Path:

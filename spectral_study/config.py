@@ -54,7 +54,12 @@ from spectral_study.vocabulary import (
 
 
 class TrialConfigError(ValueError):
-    """A trial config that cannot be run; names the field and what is allowed."""
+    """A trial config that cannot be run; names the field and what is allowed. ``invalid``, when
+    set, holds the field path and the rule, so a study file can name its own line for it."""
+
+    def __init__(self, problem: str | Invalid) -> None:
+        self.invalid = problem if isinstance(problem, Invalid) else None
+        super().__init__(str(problem))
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,28 @@ class PruningConfig:
         doc="fractions of the hidden nodes removed")
     retrain_epochs: int = setting(
         5, Integer(0), doc="epochs the pre-training filter retrains each smaller network (authors: 20)")
+    # Retraining is the costly part (one network per fraction and method): the pre-training
+    # filter may run at fewer fractions than the no-retraining protocols. None: every fraction.
+    retrain_fractions: tuple[float, ...] | None = setting(
+        None, Optional(ListOf(Fraction("one of the fractions above")), expected="a list of the fractions above, "
+                                                                                 "or null (every fraction)"),
+        doc="fractions at which the pre-training filter retrains")
+    # Pruning over training time: the protocols without retraining also run after each of these
+    # epochs (the retraining filter runs after the last epoch only). None: after the last epoch.
+    at_epochs: tuple[int, ...] | None = setting(
+        None, Optional(ListOf(Integer(1)), expected="a list of epochs (each from 1 to training.epochs), or null"),
+        doc="epochs after which to prune as well as after the last one")
 
     def __post_init__(self) -> None:
         check_fields(self)
+        for i, fraction in enumerate(self.retrain_fractions or ()):
+            if fraction not in self.fractions:
+                raise Invalid(fraction, f"one of pruning.fractions ({', '.join(f'{f:g}' for f in self.fractions)})",
+                              f"retrain_fractions[{i}]")
+
+    @property
+    def fractions_to_retrain(self) -> tuple[float, ...]:
+        return self.fractions if self.retrain_fractions is None else self.retrain_fractions
 
 
 @dataclass(frozen=True)
@@ -100,6 +124,9 @@ class TrialConfig:
 
     # -- training (lr and lr_eigvals may differ by mode: the study resolves them per trial)
     optimizer: str = setting("adam", Choice(OPTIMIZERS), section="training")
+    # Adam's and Adamax's epsilon; None: torch's default (1e-8). Keras' default is 1e-7 (its
+    # "epsilon hat", on the uncorrected second moment), what the authors' code ran with.
+    adam_eps: float | None = setting(None, Optional(Number()), section="training")
     lr: float = setting(1e-3, Number())
     # None: the same as lr (one rate for every parameter, as in the authors' pruning code).
     lr_eigvals: float | None = setting(None, Optional(Number()))
@@ -128,7 +155,12 @@ class TrialConfig:
         try:
             check_fields(self)
         except Invalid as error:
-            raise TrialConfigError(str(error)) from None
+            raise TrialConfigError(error) from None
+        if self.pruning is not None:
+            for i, epoch in enumerate(self.pruning.at_epochs or ()):
+                if epoch > self.epochs:
+                    raise TrialConfigError(Invalid(epoch, f"an epoch from 1 to the training epochs ({self.epochs})",
+                                                   f"pruning.at_epochs[{i}]"))
         if self.mode not in EIGVAL_MODES:
             # A mode that trains no eigenvalues has no eigenvalue rate: recorded as null, so a
             # results table never shows a rate that did nothing.
@@ -145,7 +177,7 @@ class TrialConfig:
         try:
             return Record(cls)(mapping)
         except Invalid as error:
-            raise TrialConfigError(str(error)) from None
+            raise TrialConfigError(error) from None
 
     def to_dict(self) -> dict:
         """Plain, JSON-able values (tuples as lists, pruning as a dict)."""

@@ -208,11 +208,12 @@ def spectral_pre(model: Network, data, fractions, config: TrainConfig, *, retrai
     return evaluate_pruning(model, data, fractions, methods, "spectral-pre", generator=generator, retrain=retrain)
 
 
-def trial_rows(config: TrialConfig, trainers: list) -> list[dict]:
-    """`run_trial`'s pruning rows for its trained models, by mode (dense → direct, spectral-full
-    and -eigvecs → spectral-post, spectral-eigvals → spectral-pre and its no-retrain
-    spectral-eigvals-post), with the requested methods that apply. With several seeds the
-    accuracy is their mean, like the trial's other metrics. No hidden layer: no rows."""
+def trial_rows(config: TrialConfig, trainers: list, *, final: bool = True) -> list[dict]:
+    """`run_trial`'s pruning rows for its models as they are now, by mode (dense → direct,
+    spectral-full and -eigvecs → spectral-post, spectral-eigvals → spectral-eigvals-post and, when
+    ``final``, the retraining pre-training filter spectral-pre), with the requested methods that
+    apply; each row carries the epoch the models have reached. With several seeds the accuracy is
+    their mean, like the trial's other metrics. No hidden layer: no rows."""
     spec = config.pruning
     if spec is None or not config.widths:
         return []
@@ -228,11 +229,13 @@ def trial_rows(config: TrialConfig, trainers: list) -> list[dict]:
         if config.mode in DENSE_MODES:
             rows = direct(model, data, fractions, methods=methods, generator=seeded())
         elif config.mode == "spectral-eigvals":
-            rows = (evaluate_pruning(model, data, fractions, methods, "spectral-eigvals-post", generator=seeded())
-                    + spectral_pre(model, data, fractions, train_config, retrain_epochs=spec.retrain_epochs,
-                                   methods=methods, generator=seeded()))
+            rows = evaluate_pruning(model, data, fractions, methods, "spectral-eigvals-post", generator=seeded())
+            if final:
+                rows += spectral_pre(model, data, spec.fractions_to_retrain, train_config,
+                                     retrain_epochs=spec.retrain_epochs, methods=methods, generator=seeded())
         else:
             rows = spectral_post(model, data, fractions, methods=methods, generator=seeded())
         per_seed.append(rows)
-    return [{**rows[0], "test_accuracy": sum(r["test_accuracy"] for r in rows) / len(rows)}
+    epoch = trainers[0].epoch
+    return [{**rows[0], "epoch": epoch, "test_accuracy": sum(r["test_accuracy"] for r in rows) / len(rows)}
             for rows in zip(*per_seed)]

@@ -75,6 +75,8 @@ SCHEMAS = {
         ("trainable", pa.bool_()),
     ]),
     "pruning": pa.schema(_KEYS + [
+        # The training epoch after which the network was pruned (pruning.at_epochs).
+        ("epoch", pa.int64()),
         ("protocol", pa.string()), ("method", pa.string()), ("fraction", pa.float64()),
         ("nodes_kept", pa.int64()), ("test_accuracy", pa.float64()),
     ]),

@@ -42,6 +42,7 @@ class TrainConfig:
     batch_size: int = TrialConfig.batch_size
     epochs: int = TrialConfig.epochs
     seed: int = TrialConfig.seed
+    adam_eps: float | None = TrialConfig.adam_eps
     momentum: float = 0.9  # SGD only
     eval_batch_size: int = 8192  # bounds evaluation memory, not a hyperparameter
 
@@ -80,10 +81,11 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     others = [p for p in model.parameters() if p.requires_grad and id(p) not in eigval_ids]
     groups = [g for g in ({"params": others, "lr": config.lr},
                           {"params": eigvals, "lr": config.lr_eigvals or config.lr}) if g["params"]]
+    eps = {} if config.adam_eps is None else {"eps": config.adam_eps}
     if config.optimizer == "adam":
-        return torch.optim.Adam(groups)
+        return torch.optim.Adam(groups, **eps)
     if config.optimizer == "adamax":
-        return torch.optim.Adamax(groups)
+        return torch.optim.Adamax(groups, **eps)
     return torch.optim.SGD(groups, momentum=config.momentum)
 
 

@@ -66,14 +66,17 @@ def run_trial(config: TrialConfig | dict, report=None, *, checkpoint: dict | Non
         trainers.append(Trainer(model, data, TrainConfig.from_config(config, seed=seed)))
     trainable, total = count_parameters(trainers[0].model)  # reported with every epoch
     history: list[dict] = []
-    # Time and attempts add up over retries and resumes (the checkpoint carries them).
-    earlier_seconds, attempts = 0.0, 1
+    # Time and attempts add up over retries and resumes (the checkpoint carries them), and so do
+    # the pruning rows of earlier epochs (pruning.at_epochs).
+    earlier_seconds, attempts, pruned_before = 0.0, 1, []
     if checkpoint is not None:
         for trainer, state in zip(trainers, checkpoint["trainers"]):
             trainer.load_state_dict(state)
         history = list(checkpoint["history"])
         earlier_seconds = float(checkpoint.get("elapsed_seconds", 0.0))
         attempts = int(checkpoint.get("attempts", 1)) + 1
+        pruned_before = list(checkpoint.get("pruning", []))
+    prune_at = set(config.pruning.at_epochs or ()) if config.pruning is not None else set()
     restored_from_epoch = len(history)
     status, summary = "completed", None
     while summary is None:
@@ -89,9 +92,12 @@ def run_trial(config: TrialConfig | dict, report=None, *, checkpoint: dict | Non
             history.append(metrics)
         if any(trainer.diverged for trainer in trainers):
             status = "diverged"
+        epoch = trainers[0].epoch
+        if not finished_before and status == "completed" and epoch in prune_at and epoch < config.epochs:
+            pruned_before += pruning.trial_rows(config, trainers, final=False)
         if status == "diverged" or trainers[0].epoch >= config.epochs:
             # Pruning rows (SCIENCE.md §2) only for a trained network: a diverged one has none.
-            rows = pruning.trial_rows(config, trainers) if status == "completed" else []
+            rows = pruned_before + pruning.trial_rows(config, trainers) if status == "completed" else []
             summary = summarize(config, trainers, history, status, device, data)
             summary.update(pruning=rows, wall_seconds=earlier_seconds + time.perf_counter() - started,
                            attempts=attempts, restored_from_epoch=restored_from_epoch)
@@ -99,7 +105,8 @@ def run_trial(config: TrialConfig | dict, report=None, *, checkpoint: dict | Non
         # The state references live tensors: a report that keeps it must serialise it now.
         # The last report also carries the trial's summary (a study writes it as the trial ends).
         report(metrics, {"trainers": [t.state_dict() for t in trainers], "history": list(history),
-                         "elapsed_seconds": elapsed, "attempts": attempts, "summary": summary})
+                         "elapsed_seconds": elapsed, "attempts": attempts, "pruning": list(pruned_before),
+                         "summary": summary})
         if config.inject_failure == "first_attempt" and checkpoint is None:
             # After the first report, so that the retry has a checkpoint to continue from.
             raise RuntimeError("injected failure (first attempt) for testing")

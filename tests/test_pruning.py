@@ -182,7 +182,8 @@ def test_run_trial_adds_pruning_rows_by_mode(mode):
         (protocol, method, fraction) for protocol, methods in EXPECTED[mode].items()
         for method in methods for fraction in PRUNING["fractions"]}
     assert len(rows) == len({(r["protocol"], r["method"], r["fraction"]) for r in rows})
-    assert all(set(r) == {"protocol", "method", "fraction", "nodes_kept", "test_accuracy"} for r in rows)
+    assert all(set(r) == {"epoch", "protocol", "method", "fraction", "nodes_kept", "test_accuracy"} for r in rows)
+    assert {r["epoch"] for r in rows} == {2}  # after the last epoch
     assert all(0 <= r["test_accuracy"] <= 1 for r in rows)
     assert {r["fraction"]: r["nodes_kept"] for r in rows} == {0.25: 24, 0.5: 16, 0.9: 4}
     if mode == "spectral-eigvals":
@@ -215,3 +216,43 @@ def test_repeats_average_pruning_accuracy_over_seeds():
 def test_run_trial_refuses_a_bad_pruning_config_before_training(bad, match):
     with pytest.raises(TrialConfigError, match=f"^pruning.{match}"):
         run_trial({**TINY, "mode": "dense", "pruning": bad})
+
+
+@pytest.mark.parametrize("mode", ["spectral-eigvals", "spectral-full", "dense"])
+def test_pruning_at_earlier_epochs_equals_a_trial_that_stopped_there(mode):
+    """`at_epochs`: the rows of epoch 1 of a 3-epoch trial are those of a 1-epoch trial (training
+    is deterministic); the retraining filter runs after the last epoch only."""
+    pruning = {**PRUNING, "at_epochs": [1, 2]}
+    long = run_trial({**TINY, "mode": mode, "epochs": 3, "pruning": pruning})["pruning"]
+    short = run_trial({**TINY, "mode": mode, "epochs": 1, "pruning": PRUNING})["pruning"]
+    assert {r["epoch"] for r in long} == {1, 2, 3}
+    no_retrain = [r for r in short if r["protocol"] != "spectral-pre"]
+    assert [r for r in long if r["epoch"] == 1] == no_retrain
+    assert {r["protocol"] for r in long if r["epoch"] < 3} == {r["protocol"] for r in no_retrain}
+    if mode == "spectral-eigvals":
+        assert {r["epoch"] for r in long if r["protocol"] == "spectral-pre"} == {3}
+
+
+def test_retrain_fractions_limit_the_costly_filter():
+    pruning = {**PRUNING, "retrain_fractions": [0.9]}
+    rows = run_trial({**TINY, "mode": "spectral-eigvals", "pruning": pruning})["pruning"]
+    assert {r["fraction"] for r in rows if r["protocol"] == "spectral-pre"} == {0.9}
+    assert {r["fraction"] for r in rows if r["protocol"] == "spectral-eigvals-post"} == set(PRUNING["fractions"])
+
+
+def test_pruning_rows_of_earlier_epochs_survive_a_restore():
+    pruning = {**PRUNING, "at_epochs": [1]}
+    config = {**TINY, "mode": "spectral-full", "epochs": 3, "pruning": pruning}
+    states = []
+    full = run_trial(config, lambda m, s: states.append(copy.deepcopy(s)))
+    resumed = run_trial(config, checkpoint=states[1])  # restored after epoch 2
+    assert resumed["pruning"] == full["pruning"]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"at_epochs": [1, 3]}, r"pruning\.at_epochs\[1\]: got 3; expected an epoch from 1 to the training epochs \(2\)"),
+    ({"retrain_fractions": [0.3]}, r"pruning\.retrain_fractions\[0\]: got 0.3; expected one of pruning.fractions"),
+])
+def test_bad_pruning_epochs_and_retrain_fractions_are_refused(bad, match):
+    with pytest.raises(TrialConfigError, match=match):
+        run_trial({**TINY, "mode": "dense", "pruning": {**PRUNING, **bad}})

@@ -156,7 +156,7 @@ def test_grid_expands_every_axis_and_looks_up_lr_per_mode():
         assert config["lr_eigvals"] == {"spectral-eigvals": 0.05, "spectral-full": 0.01}.get(mode)
         assert (config["data_path"], config["normalize"], config["bias"]) == ("/data/mnist", "standard", False)
         assert config["pruning"] == {"methods": ["eigenvalue", "connectivity"], "fractions": [0.5, 0.9],
-                                     "retrain_epochs": 0}
+                                     "retrain_epochs": 0, "retrain_fractions": None, "at_epochs": None}
         assert config["inject_failure"] == "first_attempt"
     assert {tuple(c["widths"]) for c in configs} == {(), (32,), (64, 16)}
     assert "dense-restricted_wnone_tanh_receiving_s0" in {c["cell"] for c in configs}
@@ -322,6 +322,12 @@ BAD = {
     "pruning fraction 1": (
         BASE + "pruning: {fractions: [0.5, 1.0]}\n",
         ["pruning.fractions[1]: got 1.0; expected a fraction of hidden nodes to remove, strictly between 0 and 1"]),
+    "pruning after an epoch the study does not reach": (
+        BASE + "pruning: {at_epochs: [2, 5]}\n",
+        ["pruning.at_epochs[1]: got 5; expected an epoch from 1 to the training epochs (3)"]),
+    "retraining at a fraction that is not pruned": (
+        BASE + "pruning: {fractions: [0.5, 0.9], retrain_fractions: [0.75]}\n",
+        ["pruning.retrain_fractions[0]: got 0.75; expected one of pruning.fractions (0.5, 0.9)"]),
     "unknown pruning method": (
         BASE + "pruning: {methods: [magnitude]}\n",
         ["pruning.methods[0]: got 'magnitude'; expected one of: eigenvalue, eigen-norm, connectivity, random"]),

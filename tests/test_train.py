@@ -83,3 +83,10 @@ def test_every_optimizer_reduces_the_loss(synthetic, optimizer):
 def test_bad_train_configs_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamax"])
+def test_adam_eps_reaches_the_optimizer(optimizer):
+    model = build_model(ModelSpec(mode="spectral-full", widths=(4,)))
+    assert make_optimizer(model, TrainConfig(optimizer=optimizer)).defaults["eps"] == 1e-8  # torch's
+    assert make_optimizer(model, TrainConfig(optimizer=optimizer, adam_eps=1e-7)).defaults["eps"] == 1e-7

@@ -31,7 +31,7 @@ from spectral_study._validate import (
     text,
 )
 from spectral_study.checks import Check, Integer, ListOf, Widths, one_of
-from spectral_study.config import TrialConfig, study_constants
+from spectral_study.config import TrialConfig, TrialConfigError, study_constants
 from spectral_study.study.spec import (
     FloatRange,
     LearningRates,
@@ -154,7 +154,12 @@ def _base_config(root: At, sections: Mapping[str, Mapping]) -> TrialConfig:
         at = root.key(section).key(key) if section else root.key(key)
         value = sections[section].get(key, f.default)
         values[f.name] = at.check(f.metadata["check"], value)
-    return TrialConfig(**values)
+    try:
+        return TrialConfig(**values)
+    except TrialConfigError as error:  # a rule across fields, e.g. pruning.at_epochs vs epochs
+        if error.invalid is None:
+            raise root.fail(str(error)) from None
+        raise root.located(error.invalid) from None
 
 
 def _section(raw: Mapping, key: str) -> Any:
