@@ -75,13 +75,13 @@ class StudyCallback(tune.Callback):
         summary = self._summary.pop(tid, None)
         # No summary: the trial was stopped before its last epoch (ASHA, a stopper).
         status = None if summary is not None else "stopped"
+        history = summary["history"] if summary is not None else self._history(tid)  # before _write clears it
         self._write(trial, summary, status=status)
         if summary is not None:
-            self._line(trial, f"{summary['status']:<9} {self.metric} {_metric(summary['history'], self.metric)}"
+            self._line(trial, f"{summary['status']:<9} {self.metric} {_metric(history, self.metric)}"
                               f"  {summary['wall_seconds']:.1f} s")
         else:
-            self._line(trial, f"stopped   after epoch {max(self._epochs[tid], default=0)} "
-                              f"{self.metric} {_metric(self._history(tid), self.metric)}")
+            self._line(trial, f"stopped   after epoch {len(history)} {self.metric} {_metric(history, self.metric)}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = _error(trial)
