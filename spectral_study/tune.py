@@ -42,33 +42,41 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from spectral_study import outcome as outcomes  # noqa: E402
+from spectral_study._validate import check_shared_storage  # noqa: E402
 from spectral_study.callback import StudyCallback, trial_config  # noqa: E402
 from spectral_study.data import Dataset, load_dataset  # noqa: E402
-from spectral_study.results import EXPERIMENT_DIR, results_root, study_root, write_text  # noqa: E402
+from spectral_study.results import EXPERIMENT_DIR, join_uri, results_root, study_root, write_text  # noqa: E402
+from spectral_study.searcher import TRIAL_STATUS_KEY  # noqa: E402
 from spectral_study.study import RESOLVED_STUDY_FILE, StudySpec, load_resolved_study  # noqa: E402
 
 __all__ = ["run_study", "resume_study", "results_root"]
 
 
-def run_study(spec: StudySpec, *, address: str | None = None, echo=print) -> outcomes.StudyOutcome:
-    """Run ``spec`` to the end; trials' results land in Parquet as they finish."""
+def run_study(spec: StudySpec, *, address: str | None = None, shared_storage: bool | None = None,
+              echo=print) -> outcomes.StudyOutcome:
+    """Run ``spec`` to the end; trials' results land in Parquet as they finish. ``shared_storage``:
+    a local storage path is the same folder on every node (see `check_shared_storage`)."""
     root = results_root(spec.storage, spec.name)
-    write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
     _quiet_tune()
     with _ray_session(address, echo):
+        _check_storage_is_shared(root, spec, address, shared_storage)
+        # The first write: a location that cannot be written stops here, before any trial.
+        write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
         data = _load_data(spec, echo)
         tuner = tune.Tuner(_trainable(spec, data), param_space=_param_space(spec),
                            tune_config=_tune_config(spec), run_config=_run_config(spec, root))
         return _fit(tuner, spec, root, echo)
 
 
-def resume_study(path: str, *, address: str | None = None, echo=print) -> outcomes.StudyOutcome:
+def resume_study(path: str, *, address: str | None = None, shared_storage: bool | None = None,
+                 echo=print) -> outcomes.StudyOutcome:
     """Continue an interrupted study from its results folder (or its ``_tune`` folder)."""
     root = study_root(path)
     spec = load_study_from_results(root)
-    experiment = root + "/" + EXPERIMENT_DIR
+    experiment = join_uri(root, EXPERIMENT_DIR)  # a URI's query stays at its end
     _quiet_tune()
     with _ray_session(address, echo):
+        _check_storage_is_shared(root, spec, address, shared_storage)
         if not tune.Tuner.can_restore(experiment):
             raise FileNotFoundError(f"{experiment}: no Ray Tune experiment state to resume from; "
                                     f"start the study with `spectral-study run {spec.source}`")
@@ -116,6 +124,7 @@ def _trainable(spec: StudySpec, data: Dataset):
             if state.get("summary") is not None:
                 # JSON, so that Tune passes it through as one opaque value.
                 result["summary_json"] = outcomes.summary_to_json(state["summary"])
+                result[TRIAL_STATUS_KEY] = state["summary"]["status"]  # how the trial ended, for Optuna
             with tempfile.TemporaryDirectory() as directory:
                 save_checkpoint(state, directory)
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(directory))
@@ -128,6 +137,11 @@ def _trainable(spec: StudySpec, data: Dataset):
 
 
 # ------------------------------------------------------------------------------ the driver side
+
+def _check_storage_is_shared(root: str, spec: StudySpec, address: str | None, shared: bool | None) -> None:
+    check_shared_storage(root, ray.nodes(), address=address, cpu=spec.resources.cpu, gpu=spec.resources.gpu,
+                         shared=shared)
+
 
 def _quiet_tune() -> None:
     """Tune's own JSON/CSV/TensorBoard loggers would duplicate our Parquet results (and
@@ -168,14 +182,15 @@ def _tune_config(spec: StudySpec) -> tune.TuneConfig:
 
 def _optuna_search(spec: StudySpec):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from spectral_study.searcher import StudySearch
 
     sampler_class = optuna.samplers.TPESampler if spec.search.sampler == "tpe" else optuna.samplers.RandomSampler
     storage = None
     if spec.search.storage:
         storage = optuna.storages.RDBStorage(spec.search.storage)
-    return OptunaSearch(space=spec.define_by_run, metric=spec.search.metric, mode=spec.search.direction,
-                        sampler=sampler_class(seed=spec.search.seed), study_name=spec.name, storage=storage)
+    return StudySearch(space=spec.define_by_run, metric=spec.search.metric, mode=spec.search.direction,
+                       sampler=sampler_class(seed=spec.search.seed), study_name=spec.name, storage=storage)
 
 
 def _run_config(spec: StudySpec, root: str) -> tune.RunConfig:

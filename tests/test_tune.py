@@ -17,12 +17,6 @@ from spectral_study.tune import resume_study, run_study
 # The base study (spectral_study.testing) with the changes each test needs.
 GRID = {"model": {"modes": ["spectral-eigvals", "dense-restricted", "dense"], "widths": [8, 16]},
         "training": {"epochs": 2, "batch_size": 128, "lr": 0.003}}
-OPTUNA = {"model": {"modes": ["spectral-eigvals", "dense"], "widths": [8, 32]},
-          "training": {"epochs": 4, "batch_size": 128, "lr_eigvals": None},
-          "search": {"type": "optuna", "n_trials": 8, "seed": 3, "metric": "test_accuracy", "direction": "max",
-                     "space": {"lr": {"low": 1.0e-4, "high": 3.0e-2, "log": True},
-                               "lr_eigvals": {"low": 1.0e-3, "high": 0.3, "log": True}}},
-          "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2}}
 
 
 def test_grid_study_writes_every_trial_and_epoch_once(local_ray, make_study):
@@ -57,31 +51,6 @@ def test_same_grid_twice_gives_the_same_accuracies(local_ray, make_study):
         return trials.set_index("cell")["final_test_accuracy"].sort_index()
 
     pd.testing.assert_series_equal(accuracies("first"), accuracies("second"))
-
-
-def test_optuna_study_with_asha_records_early_stops(local_ray, make_study, tmp_path):
-    import optuna
-
-    db = tmp_path / "optuna.db"
-    spec = make_study("search", **{**OPTUNA, "search": {**OPTUNA["search"], "storage": f"sqlite:///{db}"}})
-    tables = load_results(run_study(spec).results)
-    trials, epochs = tables["trials"], tables["epochs"]
-
-    assert len(trials) == 8 and trials["trial_id"].is_unique
-    assert set(trials["status"]) <= {"completed", "stopped"}
-    stopped, completed = trials[trials["status"] == "stopped"], trials[trials["status"] == "completed"]
-    assert len(stopped) >= 1, "ASHA stopped nothing"
-    assert (stopped["epochs_completed"] < 4).all() and (completed["epochs_completed"] == 4).all()
-    assert not epochs.duplicated(["trial_id", "epoch"]).any()
-    per_trial = epochs.groupby("trial_id").size()
-    assert (per_trial[trials.set_index("trial_id")["epochs_completed"].index]
-            == trials.set_index("trial_id")["epochs_completed"]).all()
-    # lr_eigvals is suggested only for spectral modes
-    assert trials.loc[trials["mode"] == "dense", "lr_eigvals"].isna().all()
-    assert trials.loc[trials["mode"] == "spectral-eigvals", "lr_eigvals"].notna().all()
-    # the Optuna storage holds the study, for optuna-dashboard
-    study = optuna.load_study(study_name="search", storage=f"sqlite:///{db}")
-    assert len(study.trials) == 8
 
 
 def test_killed_driver_resumes_with_every_trial_once(tmp_path):
