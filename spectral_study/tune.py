@@ -162,7 +162,7 @@ def _tune_config(spec: StudySpec) -> tune.TuneConfig:
     metric, mode = spec.search.metric, spec.search.direction
     search_alg = scheduler = None
     if spec.search.type == "optuna":
-        search_alg = _optuna_search(spec)
+        search_alg = _optuna_search(spec, results_root(spec.storage, spec.name))
     if spec.scheduler.type == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
@@ -180,15 +180,15 @@ def _tune_config(spec: StudySpec) -> tune.TuneConfig:
     )
 
 
-def _optuna_search(spec: StudySpec):
+def _optuna_search(spec: StudySpec, root: str):
     import optuna
 
     from spectral_study.searcher import StudySearch
 
     sampler_class = optuna.samplers.TPESampler if spec.search.sampler == "tpe" else optuna.samplers.RandomSampler
     storage = None
-    if spec.search.storage:
-        storage = optuna.storages.RDBStorage(spec.search.storage)
+    if url := spec.optuna_storage(root):
+        storage = optuna.storages.RDBStorage(url)
     return StudySearch(space=spec.define_by_run, metric=spec.search.metric, mode=spec.search.direction,
                        sampler=sampler_class(seed=spec.search.seed), study_name=spec.name, storage=storage)
 

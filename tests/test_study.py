@@ -328,6 +328,10 @@ BAD = {
     "retraining at a fraction that is not pruned": (
         BASE + "pruning: {fractions: [0.5, 0.9], retrain_fractions: [0.75]}\n",
         ["pruning.retrain_fractions[0]: got 0.75; expected one of pruning.fractions (0.5, 0.9)"]),
+    "optuna storage beside results on an object store": (
+        BASE + "storage: s3://bucket/x\nsearch:\n  type: optuna\n  n_trials: 5\n  storage: auto\n"
+        "  space: {lr: {low: 1.0e-4, high: 0.1}}\n",
+        ["search.storage: search.storage 'auto' needs local results, but storage is 's3://bucket/x'"]),
     "unknown pruning method": (
         BASE + "pruning: {methods: [magnitude]}\n",
         ["pruning.methods[0]: got 'magnitude'; expected one of: eigenvalue, eigen-norm, connectivity, random"]),
@@ -544,3 +548,12 @@ def test_study_module_does_not_import_ray_or_optuna():
     code = ("import sys, spectral_study.study as s; s.load_study('studies/quickstart.yaml'); "
             "bad = [m for m in ('ray', 'optuna') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=STUDIES.parent)
+
+
+def test_optuna_storage_auto_lives_beside_the_results(tmp_path):
+    spec = parse_study({**_base(), "storage": str(tmp_path), "search": {
+        "type": "optuna", "n_trials": 2, "storage": "auto", "space": {"lr": {"low": 1e-4, "high": 1e-2}}}})
+    assert spec.optuna_storage(f"{tmp_path}/t") == f"sqlite:///{tmp_path}/t/optuna.db"
+    assert parse_study(spec.to_dict()) == spec
+    with pytest.raises(StudyError, match="command line: --storage: search.storage 'auto' needs local results"):
+        with_overrides(spec, storage="s3://bucket/prefix")

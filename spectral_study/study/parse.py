@@ -24,6 +24,7 @@ from spectral_study._validate import (
     choices,
     distinct,
     integer,
+    is_uri,
     is_valid_gpu,
     load_yaml,
     number,
@@ -114,13 +115,14 @@ def parse_study(mapping: Any, source: str = "<study>") -> StudySpec:
         concurrency = integer(root.key("concurrency"), concurrency, minimum=1,
                               expected="a positive integer or null (as many as resources allow)")
     failing_modes = sections["testing"].get("failing_modes")
+    storage = check_storage(root.key("storage"), raw.get("storage", "results"))
+    _check_optuna_storage(root.key("search").key("storage"), search, storage)
     return StudySpec(
         name=text(root.key("name"), raw["name"], NAME_EXPECTED, pattern=NAME_PATTERN),
         base=base, model=model, rates=rates, search=search,
         scheduler=_scheduler(root.key("scheduler"), raw.get("scheduler"), base.epochs),
         resources=resources,
-        storage=check_storage(root.key("storage"), raw.get("storage", "results")),
-        concurrency=concurrency, retries=integer(root.key("retries"), raw.get("retries", 2)),
+        storage=storage, concurrency=concurrency, retries=integer(root.key("retries"), raw.get("retries", 2)),
         failing_modes=None if failing_modes is None else choices(
             root.key("testing").key("failing_modes"), failing_modes, MODES),
         source=source)
@@ -132,6 +134,7 @@ def with_overrides(spec: StudySpec, *, storage: str | None = None, name: str | N
     changes: dict[str, Any] = {}
     if storage is not None:
         changes["storage"] = check_storage(at.key("--storage"), storage)
+        _check_optuna_storage(at.key("--storage"), spec.search, changes["storage"])
     if name is not None:
         changes["name"] = text(at.key("--name"), name, NAME_EXPECTED, pattern=NAME_PATTERN)
     return replace(spec, **changes)
@@ -245,11 +248,19 @@ def _search(at: At, value: Any, model: ModelAxes, base: TrialConfig) -> SearchSp
         return spec
     storage = raw.get("storage")
     if storage is not None:
-        storage = text(at.key("storage"), storage, "an Optuna storage URL such as sqlite:///optuna.db, "
-                       "or null", pattern=r"[A-Za-z][A-Za-z0-9+]*://.*")
+        storage = text(at.key("storage"), storage, "an Optuna storage URL such as sqlite:///optuna.db, 'auto' "
+                       "(an sqlite file in the study's results folder), or null",
+                       pattern=r"auto|[A-Za-z][A-Za-z0-9+]*://.*")
     return replace(spec, n_trials=integer(at.key("n_trials"), raw["n_trials"], minimum=1),
                    sampler=choice(at.key("sampler"), raw.get("sampler", "tpe"), SAMPLERS),
                    storage=storage, space=_space(at.key("space"), _section(raw, "space"), model, base))
+
+
+def _check_optuna_storage(at: At, search: SearchSpec, storage: str) -> None:
+    """``search.storage: auto`` puts an sqlite file beside the results: they must be local."""
+    if search.storage == "auto" and is_uri(storage) and not storage.startswith("file://"):
+        raise at.fail(f"search.storage 'auto' needs local results, but storage is {storage!r}; name an "
+                      "Optuna storage URL instead (sqlite needs a local file; e.g. postgresql://...)")
 
 
 def _space(at: At, value: Any, model: ModelAxes, base: TrialConfig) -> SpaceSpec:

@@ -116,6 +116,17 @@ class StudySpec:
     failing_modes: tuple[str, ...] | None = None  # test-only: the modes a fault applies to (None: all)
     source: str = field(default="<study>", compare=False)
 
+    def optuna_storage(self, results_root: str) -> str | None:
+        """The Optuna storage URL; ``auto`` is ``optuna.db`` in the study's results folder
+        (sqlite needs a local file: with results on an object store, name a database URL)."""
+        if self.search.storage != "auto":
+            return self.search.storage
+        if "://" in results_root and not results_root.startswith("file://"):
+            raise ValueError(f"{self.source}: search.storage: got 'auto' with results at {results_root}; "
+                             "expected an Optuna storage URL (sqlite needs a local file; use e.g. "
+                             "postgresql://... or sqlite:///path/optuna.db)")
+        return f"sqlite:///{results_root.removeprefix('file://')}/optuna.db"
+
     # Thin fronts over the modules that do the work, so a caller needs only the spec.
 
     def trial_count(self) -> int:
