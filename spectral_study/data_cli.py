@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.error import URLError
 
 from spectral_study.cli import EXIT_BAD_INPUT
+from spectral_study.vocabulary import DATASETS
 
 EXIT_OK, EXIT_MISSING_OR_CORRUPT = 0, 1
 
@@ -46,8 +47,6 @@ def add_parser(commands) -> None:
 
 def _names(name: str | None) -> list[str] | None:
     """The data sets an action applies to; None (after saying why) for an unknown name."""
-    from spectral_study.data import DATASETS
-
     if name is None:
         return list(DATASETS)
     if name not in DATASETS:

@@ -58,3 +58,26 @@ def start_cluster():
 def two_node_cluster(start_cluster):
     """A head with one CPU and a second node with one CPU."""
     return start_cluster([{"num_cpus": 1}, {"num_cpus": 1}])
+
+
+# --- data: every data test gets a home of its own; the real Fashion-MNIST ------------------------
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch):
+    """Keep the developer's ~/.cache, $SPECTRAL_STUDY_DATA and $SPECTRAL_STUDY_MIRROR out of a test
+    (HOME is tmp_path/home). The data tests use it for every test, through ``pytestmark``."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPECTRAL_STUDY_DATA", raising=False)
+    monkeypatch.delenv("SPECTRAL_STUDY_MIRROR", raising=False)
+
+
+@pytest.fixture
+def fashion_mnist():
+    """The real Fashion-MNIST where Debian's dataset-fashion-mnist installs it (CI installs the
+    package): ``.path``, and ``.fingerprint``, that of the published contents (Debian re-compressed
+    the files, but their contents are the published ones)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    return SimpleNamespace(path=Path("/usr/share/datasets/fashion-mnist"), fingerprint="sha256:d0a13531871adf77")

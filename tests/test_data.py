@@ -18,21 +18,22 @@ import pytest
 import torch
 
 from spectral_study import data
-from spectral_study.data import DATASETS, Dataset, DatasetError, load_dataset, search_paths
+from spectral_study.data import (
+    DATASETS,
+    Dataset,
+    DatasetError,
+    _fetch,
+    _fingerprint,
+    _formats,
+    _sources,
+    load_dataset,
+    search_paths,
+)
+
+pytestmark = pytest.mark.usefixtures("isolated_home")  # conftest.py
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-# The published Fashion-MNIST's fingerprint: Debian's copy holds the published contents.
-FASHION_MNIST_FINGERPRINT = "sha256:d0a13531871adf77"
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    """Keep the developer's ~/.cache, $SPECTRAL_STUDY_DATA and $SPECTRAL_STUDY_MIRROR out of every test."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SPECTRAL_STUDY_DATA", raising=False)
-    monkeypatch.delenv("SPECTRAL_STUDY_MIRROR", raising=False)
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
@@ -121,7 +122,7 @@ def test_incomplete_explicit_path_is_refused_even_with_a_complete_copy_elsewhere
     write_idx_set(tmp_path / "store" / "mnist")
     monkeypatch.setenv("SPECTRAL_STUDY_DATA", str(tmp_path / "store"))
     files = {f"{s}.gz": md5(tmp_path / "store" / "mnist" / f"{s}.gz") for s in IDX_STEMS}
-    monkeypatch.setitem(data._MIRRORS, "mnist", ((tmp_path / "store" / "mnist").as_uri() + "/", files))
+    monkeypatch.setitem(_sources._MIRRORS, "mnist", ((tmp_path / "store" / "mnist").as_uri() + "/", files))
     write_idx_set(tmp_path / "mine")
     (tmp_path / "mine" / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DatasetError) as info:
@@ -382,17 +383,17 @@ def test_truncated_cifar_pickle_is_a_dataset_error(tmp_path):
 
 def test_download_keeps_a_file_only_if_its_checksum_matches(tmp_path):
     source = write_idx(tmp_path, "t10k-labels-idx1-ubyte", idx_bytes(np.arange(10, dtype=np.uint8)))
-    good = data._download(source.as_uri(), tmp_path / "dl" / "good.gz", md5(source), "mnist")
+    good = _fetch._download(source.as_uri(), tmp_path / "dl" / "good.gz", md5(source), "mnist")
     assert good.read_bytes() == source.read_bytes()
     with pytest.raises(DatasetError, match=f"mnist: .* has MD5 {md5(source)}, expected 0{{32}}"):
-        data._download(source.as_uri(), tmp_path / "dl" / "bad.gz", "0" * 32, "mnist")
+        _fetch._download(source.as_uri(), tmp_path / "dl" / "bad.gz", "0" * 32, "mnist")
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["good.gz"]  # no temp left
 
 
 def test_download_failure_is_a_dataset_error_chained_to_the_cause(tmp_path):
     url = (tmp_path / "absent.gz").as_uri()
     with pytest.raises(DatasetError, match="could not download .*absent.gz") as info:
-        data._download(url, tmp_path / "dl" / "absent.gz", "0" * 32, "mnist")
+        _fetch._download(url, tmp_path / "dl" / "absent.gz", "0" * 32, "mnist")
     assert isinstance(info.value.__cause__, OSError)
     assert list((tmp_path / "dl").iterdir()) == []
 
@@ -400,17 +401,17 @@ def test_download_failure_is_a_dataset_error_chained_to_the_cause(tmp_path):
 def test_load_downloads_from_the_mirror_table_into_the_data_dir(tmp_path, monkeypatch):
     arrays = write_idx_set(tmp_path / "mirror")
     files = {f"{s}.gz": md5(tmp_path / "mirror" / f"{s}.gz") for s in IDX_STEMS}
-    monkeypatch.setitem(data._MIRRORS, "mnist", ((tmp_path / "mirror").as_uri() + "/", files))
+    monkeypatch.setitem(_sources._MIRRORS, "mnist", ((tmp_path / "mirror").as_uri() + "/", files))
     monkeypatch.setenv("SPECTRAL_STUDY_DATA", str(tmp_path / "store"))
     ds = load_dataset("mnist")
     assert ds.source == str(tmp_path / "store" / "mnist")
     np.testing.assert_array_equal(ds.y_train.numpy(), arrays["train-labels-idx1-ubyte"])
-    assert sorted(p.name for p in (tmp_path / "store" / "mnist").iterdir()) == sorted([*files, data._SIDECAR])
+    assert sorted(p.name for p in (tmp_path / "store" / "mnist").iterdir()) == sorted([*files, _fingerprint._SIDECAR])
 
 
 def test_failed_download_reports_search_and_download(tmp_path, monkeypatch):
     files = {f"{s}.gz": "0" * 32 for s in IDX_STEMS}
-    monkeypatch.setitem(data._MIRRORS, "mnist", ((tmp_path / "empty").as_uri() + "/", files))
+    monkeypatch.setitem(_sources._MIRRORS, "mnist", ((tmp_path / "empty").as_uri() + "/", files))
     with pytest.raises(DatasetError, match=r"(?s)mnist: data files not found.*Downloading failed: "
                                            r"mnist: could not download"):
         load_dataset("mnist")
@@ -455,28 +456,28 @@ def test_cifar_fingerprint_covers_the_six_batches(tmp_path):
     write_cifar(tmp_path / "b")
     (tmp_path / "b" / "test_batch").write_bytes(pickle.dumps(cifar_batch(4, 100), protocol=2))
     a, b = (load_dataset("cifar10", path=tmp_path / d, download=False) for d in "ab")
-    assert a.fingerprint == manifest_fingerprint(tmp_path / "a", data._CIFAR_BATCHES) != b.fingerprint
+    assert a.fingerprint == manifest_fingerprint(tmp_path / "a", _formats._CIFAR_BATCHES) != b.fingerprint
 
 
 def test_second_load_is_served_from_the_sidecar_and_verify_never_trusts_it(tmp_path):
     write_idx_set(tmp_path)
     first = load_dataset("mnist", path=tmp_path, download=False).fingerprint
-    sidecar = json.loads((tmp_path / data._SIDECAR).read_text())
+    sidecar = json.loads((tmp_path / _fingerprint._SIDECAR).read_text())
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
     assert sidecar["files"][path.name] == {
         "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
         "sha256": hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()}
     # A new process (empty memory) with a doctored sidecar: the digest comes from the sidecar,
     # not from re-reading the file -- which is what makes a second load cheap.
-    data._DIGESTS.clear()
+    _fingerprint._DIGESTS.clear()
     sidecar["files"][path.name]["sha256"] = "0" * 64
-    (tmp_path / data._SIDECAR).write_text(json.dumps(sidecar))
+    (tmp_path / _fingerprint._SIDECAR).write_text(json.dumps(sidecar))
     assert load_dataset("mnist", path=tmp_path, download=False).fingerprint != first
     # verify re-reads every file, and repairs the cache.
     result = data.verify("mnist", path=tmp_path)
     assert not result.intact and result.fingerprint is None  # 20 random images are not MNIST
     assert "shape (20, 28, 28), expected (60000, 28, 28)" in result.files[0].problem
-    data._DIGESTS.clear()
+    _fingerprint._DIGESTS.clear()
     assert load_dataset("mnist", path=tmp_path, download=False).fingerprint == first
 
 
@@ -491,17 +492,17 @@ def test_changed_file_is_rehashed(tmp_path):
 
 def test_unwritable_data_directory_caches_in_the_home_cache(tmp_path):
     write_idx_set(tmp_path / "ro")
-    (tmp_path / "ro" / data._SIDECAR).mkdir()  # the sidecar cannot be written (tests run as root)
+    (tmp_path / "ro" / _fingerprint._SIDECAR).mkdir()  # the sidecar cannot be written (tests run as root)
     ds = load_dataset("mnist", path=tmp_path / "ro", download=False)
     cached = list((tmp_path / "home" / ".cache" / "spectral-study" / "sha256").iterdir())
     assert len(cached) == 1 and json.loads(cached[0].read_text())["directory"] == str(tmp_path / "ro")
-    data._DIGESTS.clear()
+    _fingerprint._DIGESTS.clear()
     assert load_dataset("mnist", path=tmp_path / "ro", download=False).fingerprint == ds.fingerprint
 
 
 def test_no_writable_cache_at_all_still_gives_the_fingerprint(tmp_path, monkeypatch):
     write_idx_set(tmp_path / "ro")
-    (tmp_path / "ro" / data._SIDECAR).mkdir()
+    (tmp_path / "ro" / _fingerprint._SIDECAR).mkdir()
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("HOME", str(tmp_path / "file" / "home"))  # mkdir fails: not a directory
     ds = load_dataset("mnist", path=tmp_path / "ro", download=False)
@@ -555,24 +556,24 @@ def test_from_arrays_names_what_is_missing():
 # --- the real data ---------------------------------------------------------------------------
 
 
-def test_real_fashion_mnist():
+def test_real_fashion_mnist(fashion_mnist):
     """CI installs Debian's dataset-fashion-mnist; without it this fails with the loader's message."""
-    ds = load_dataset("fashion-mnist", path=FASHION_MNIST, download=False)
-    assert ds.source == str(FASHION_MNIST)
+    ds = load_dataset("fashion-mnist", path=fashion_mnist.path, download=False)
+    assert ds.source == str(fashion_mnist.path)
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
     assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
     assert ds.x_train.min() == 0 and ds.x_train.max() == 1 and ds.n_classes == 10
     assert torch.bincount(ds.y_train).tolist() == [6000] * 10
     assert torch.bincount(ds.y_test).tolist() == [1000] * 10
-    assert (ds.fingerprint, ds.normalize) == (FASHION_MNIST_FINGERPRINT, "unit")
+    assert (ds.fingerprint, ds.normalize) == (fashion_mnist.fingerprint, "unit")
     # /usr is the package manager's: the digests are cached in the user's cache, not beside the data.
-    assert not (FASHION_MNIST / data._SIDECAR).exists()
+    assert not (fashion_mnist.path / _fingerprint._SIDECAR).exists()
     assert list((Path.home() / ".cache" / "spectral-study" / "sha256").glob("*.json"))
 
 
-def test_real_fashion_mnist_is_verified_against_the_published_checksums():
+def test_real_fashion_mnist_is_verified_against_the_published_checksums(fashion_mnist):
     """Debian re-compressed the files (their .gz MD5s differ); their contents are the published ones."""
-    result = data.verify("fashion-mnist", path=FASHION_MNIST)
+    result = data.verify("fashion-mnist", path=fashion_mnist.path)
     assert result.intact, [c.problem for c in result.files]
-    assert result.fingerprint == FASHION_MNIST_FINGERPRINT
+    assert result.fingerprint == fashion_mnist.fingerprint
     assert [c.detail.split(",")[0] for c in result.files] == ["60000×28×28", "60000", "10000×28×28", "10000"]

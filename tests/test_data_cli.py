@@ -11,24 +11,17 @@ import pytest
 
 from spectral_study import data
 from spectral_study.cli import main
+from spectral_study.data import _sources
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_FINGERPRINT = "sha256:d0a13531871adf77"  # the published contents (see test_data.py)
+pytestmark = pytest.mark.usefixtures("isolated_home")  # conftest.py
+
 CLOSED_PORT = "http://127.0.0.1:9"  # the discard port, closed here: refused at once, as offline
 
 
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    """Keep the developer's ~/.cache, $SPECTRAL_STUDY_DATA and $SPECTRAL_STUDY_MIRROR out of every test."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SPECTRAL_STUDY_DATA", raising=False)
-    monkeypatch.delenv("SPECTRAL_STUDY_MIRROR", raising=False)
-
-
 @pytest.fixture
-def fashion_copy(tmp_path) -> Path:
+def fashion_copy(tmp_path, fashion_mnist) -> Path:
     """A copy of the real Fashion-MNIST that a test may damage."""
-    return Path(shutil.copytree(FASHION_MNIST, tmp_path / "fashion-mnist"))
+    return Path(shutil.copytree(fashion_mnist.path, tmp_path / "fashion-mnist"))
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -40,10 +33,10 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 # --- list ------------------------------------------------------------------------------------
 
 
-def test_list_shows_every_search_path_in_order_and_what_it_holds(tmp_path, monkeypatch, capsys):
+def test_list_shows_every_search_path_in_order_and_what_it_holds(tmp_path, monkeypatch, capsys, fashion_mnist):
     monkeypatch.setenv("SPECTRAL_STUDY_DATA", str(tmp_path / "store"))
     (tmp_path / "store" / "mnist").mkdir(parents=True)
-    shutil.copy(FASHION_MNIST / "train-labels-idx1-ubyte.gz", tmp_path / "store" / "mnist")
+    shutil.copy(fashion_mnist.path / "train-labels-idx1-ubyte.gz", tmp_path / "store" / "mnist")
     code, out, _ = run(capsys, "list")
     assert code == 0
     lines = out.splitlines()
@@ -53,19 +46,19 @@ def test_list_shows_every_search_path_in_order_and_what_it_holds(tmp_path, monke
            "t10k-labels-idx1-ubyte[.gz]" in mnist[0]
     assert "absent (none of its files)" in mnist[1] and "absent (no such directory)" in mnist[2]
     fashion = lines[lines.index("fashion-mnist") + 1: lines.index("mnist")]
-    assert fashion[-1].split() == [str(FASHION_MNIST), "complete", "<-", "loaded", "from", "here"]
+    assert fashion[-1].split() == [str(fashion_mnist.path), "complete", "<-", "loaded", "from", "here"]
     assert "generated in memory" in out and f"SPECTRAL_STUDY_DATA = {tmp_path / 'store'}" in out
 
 
 # --- verify ----------------------------------------------------------------------------------
 
 
-def test_verify_the_real_fashion_mnist(capsys):
+def test_verify_the_real_fashion_mnist(capsys, fashion_mnist):
     code, out, _ = run(capsys, "verify", "fashion-mnist")
     assert code == 0, out
-    assert out.splitlines()[0] == f"fashion-mnist: {FASHION_MNIST}"
+    assert out.splitlines()[0] == f"fashion-mnist: {fashion_mnist.path}"
     assert out.count("  ok  ") == 4 and "as published" in out
-    assert f"fingerprint {FASHION_MNIST_FINGERPRINT}" in out and out.endswith("fashion-mnist: intact\n")
+    assert f"fingerprint {fashion_mnist.fingerprint}" in out and out.endswith("fashion-mnist: intact\n")
 
 
 def test_verify_a_truncated_file_exits_1_and_names_it(fashion_copy, capsys):
@@ -122,19 +115,19 @@ def test_fetch_without_network_is_one_line_and_exit_1(tmp_path, monkeypatch, cap
     assert not (tmp_path / "dl").exists()  # no partial file, no empty directory left
 
 
-def test_fetch_from_a_mirror_checks_and_reports_the_fingerprint(tmp_path, monkeypatch, capsys):
+def test_fetch_from_a_mirror_checks_and_reports_the_fingerprint(tmp_path, monkeypatch, capsys, fashion_mnist):
     # A local mirror laid out <mirror>/<name>/<file>; the checksum table says what it serves.
-    shutil.copytree(FASHION_MNIST, tmp_path / "mirror" / "fashion-mnist")
+    shutil.copytree(fashion_mnist.path, tmp_path / "mirror" / "fashion-mnist")
     files = {p.name: hashlib.md5(p.read_bytes()).hexdigest()
              for p in (tmp_path / "mirror" / "fashion-mnist").iterdir()}
-    monkeypatch.setitem(data._MIRRORS, "fashion-mnist", ("http://unused/", files))
+    monkeypatch.setitem(_sources._MIRRORS, "fashion-mnist", ("http://unused/", files))
     monkeypatch.setenv("SPECTRAL_STUDY_MIRROR", (tmp_path / "mirror").as_uri())
     code, out, _ = run(capsys, "fetch", "fashion-mnist", "--to", str(tmp_path / "dl"))
     assert code == 0, out
     assert out.count("downloading") == 4
     assert {(p.stat().st_mode & 0o777) for p in (tmp_path / "dl").iterdir()} == {0o644}  # shareable
     assert out.splitlines()[-1] == (f"fashion-mnist: complete in {tmp_path / 'dl'}, "
-                                    f"fingerprint {FASHION_MNIST_FINGERPRINT}")
+                                    f"fingerprint {fashion_mnist.fingerprint}")
     code, out, _ = run(capsys, "fetch", "fashion-mnist", "--to", str(tmp_path / "dl"))
     assert code == 0 and "downloading" not in out  # already there, checksums match
 
