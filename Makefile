@@ -54,9 +54,9 @@ reproduce: setup
 	$(MAKE) figures
 
 figures:
-	$(BIN)/python analysis/lr_tuning.py results/fmnist-lr-tuning --out docs/results
-	$(BIN)/python analysis/curves.py results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
-	$(BIN)/python analysis/claims.py results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
-	$(BIN)/python analysis/pruning.py results/fmnist-pruning-tanh results/fmnist-pruning-relu --out docs/results
-	$(BIN)/python analysis/weights.py results/fmnist-perceptron-weights --out docs/results
-	$(BIN)/python analysis/pruning.py results/fmnist-pruning-tanh-init2022 --out docs/results/init2022
+	$(BIN)/python -m analysis.lr_tuning results/fmnist-lr-tuning --out docs/results
+	$(BIN)/python -m analysis.curves results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
+	$(BIN)/python -m analysis.claims results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
+	$(BIN)/python -m analysis.pruning results/fmnist-pruning-tanh results/fmnist-pruning-relu --out docs/results
+	$(BIN)/python -m analysis.weights results/fmnist-perceptron-weights --out docs/results
+	$(BIN)/python -m analysis.pruning results/fmnist-pruning-tanh-init2022 --out docs/results/init2022

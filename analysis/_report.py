@@ -7,19 +7,18 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.stats import AnalysisError, format_estimate
+from analysis.stats import INTERVAL_METHODS, T_MAX_N, AnalysisError, format_estimate
+from spectral_study.vocabulary import MODES
 
-# One colour per learning mode, the same in every figure.
-MODE_ORDER = ("spectral-eigvals", "spectral-eigvecs", "spectral-full", "dense", "dense-restricted")
-_MODE_COLORS = {"spectral-eigvals": "tab:blue", "spectral-eigvecs": "tab:purple",
-                "spectral-full": "tab:green", "dense": "tab:orange", "dense-restricted": "tab:red"}
+# One colour per learning mode (in `MODES` order), the same in every figure.
+_MODE_COLORS = dict(zip(MODES, ("tab:blue", "tab:purple", "tab:green", "tab:orange", "tab:red")))
 _SPARE_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
-STATUS_NOTE = "completed trials only; a trial is one seed (its metrics are the mean over `repeats` seeds if > 1)"
+STATUS_NOTE = "Completed trials only; a trial is one seed (its metrics are the mean over `repeats` seeds if > 1)"
 
 
 def parse_args(argv: Sequence[str] | None, description: str,
@@ -29,6 +28,9 @@ def parse_args(argv: Sequence[str] | None, description: str,
                         help="a study's results folder (results/<study>); several are pooled")
     parser.add_argument("--out", default=None,
                         help="where figures and tables go (default: <first RESULTS_DIR>/analysis)")
+    parser.add_argument("--interval", choices=INTERVAL_METHODS, default="auto",
+                        help=f"95 %% intervals: auto (default: a t-interval up to n = {T_MAX_N}, the "
+                             f"percentile bootstrap above), t or bootstrap")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap random state (default 0)")
     if add_arguments is not None:
@@ -60,10 +62,36 @@ def mode_color(mode: str, index: int = 0) -> str:
 
 def mode_rank(label: str) -> tuple[int, str]:
     """Sort key of a line label that starts with a mode name: the paper's mode order first."""
-    for rank, mode in enumerate(MODE_ORDER):
+    for rank, mode in enumerate(MODES):
         if label == mode or label.startswith(mode + " "):
             return rank, label
-    return len(MODE_ORDER), label
+    return len(MODES), label
+
+
+def interval_note(labels: Iterable[str], *, reps: int, seed: int, over: str = "trials") -> str:
+    """What a table's intervals are, from the ``interval`` labels of its rows, e.g.
+    "[95 % t-interval over trials (n ≤ 10)]"; a bootstrap also names its resamples and seed."""
+    used = sorted({str(label) for label in labels if not str(label).startswith("no interval")})
+    parts = []
+    for label in used:
+        if label.endswith("t-interval"):
+            parts.append(f"{label} over {over}, mean ± t·s/√n")
+        else:
+            parts.append(f"{label} over {over}: percentile, {reps} resamples, seed {seed}")
+    if not parts:
+        return "no interval (one value per cell)"
+    return "; ".join(parts)
+
+
+def interval_names(labels: Iterable[str]) -> str:
+    """The intervals a figure shows, from its rows' ``interval`` labels: "95 % t-interval"."""
+    used = sorted({str(label) for label in labels if not str(label).startswith("no interval")})
+    return " / ".join(used) or "no interval (one value each)"
+
+
+def band_note(labels: Iterable[str]) -> str:
+    """A figure's words for its shaded bands: "shaded: 95 % t-interval"."""
+    return "shaded: " + interval_names(labels)
 
 
 def slug(*parts) -> str:

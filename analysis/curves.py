@@ -1,12 +1,15 @@
 """Test accuracy against trainable parameters and against hidden width, one line per mode.
 
-    python analysis/curves.py results/fmnist-widths-relu [results/fmnist-widths-linear ...] [--out DIR]
-        [--metric final_test_accuracy|best_test_accuracy] [--hidden-layers 1]
+    python -m analysis.curves results/fmnist-widths-relu [results/fmnist-widths-linear ...] [--out DIR]
+        [--metric final_test_accuracy|best_test_accuracy] [--hidden-layers 1] [--interval auto|t|bootstrap]
 
 The paper's main figure (SCIENCE.md, claims C1 and C2): for every dataset, one panel per
 activation, one line per learning mode (and per eigenvalue set when several were run), the mean
-over seeds with a shaded 95 % percentile-bootstrap band. Writes, under --out (default
-<first RESULTS_DIR>/analysis):
+over seeds with a shaded 95 % band (a t-interval up to 10 seeds, the percentile bootstrap above;
+the figure and the table say which). Completed trials only. Trials of one cell that differ in a
+setting (`analysis.cells`: learning rate, epochs, initialisation, data, results folder…) are
+split into separate lines, whose label names the setting: "spectral-eigvals [lr=0.01]". Writes,
+under --out (default <first RESULTS_DIR>/analysis):
 
     curves_<dataset>_params.png   accuracy vs trainable parameters (log x), every depth
     curves_<dataset>_width.png    accuracy vs first hidden width (log x), --hidden-layers deep only
@@ -18,59 +21,34 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python analysis/curves.py`: import from the repository root
-    _HERE = Path(__file__).resolve().parent
-    sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 import numpy as np
 import pandas as pd
 
-from analysis import _report
+from analysis import _report, cells
 from analysis.stats import AnalysisError, load, require_columns, summarize
 
 BY = ["dataset", "activation", "variant", "mode", "n_hidden_layers", "widths", "width"]
+CELL = ["dataset", "activation", "variant", "widths"]  # the rest of BY derives from these
 HINT = ("run a width study, e.g. studies/fmnist-widths-relu.yaml (`spectral-study run "
         "studies/fmnist-widths-relu.yaml`), to produce the trials table")
-# Settings that should not differ inside one cell; if they do, the cell pools unlike trials.
-_SETTINGS = ["lr", "lr_eigvals", "epochs", "optimizer", "batch_size", "bias"]
 
 
-def label_variants(trials: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``variant``: the mode, plus the eigenvalue set for spectral modes when the results hold
-    more than one set (dense modes have no eigenvalues, whatever their config says)."""
-    spectral = trials["mode"].fillna("").str.startswith("spectral")
-    sets = trials.loc[spectral, "eigenvalues"].dropna().unique()
-    variant = trials["mode"].astype("string")
-    if len(sets) > 1:
-        variant = variant.where(~spectral, variant + " (" + trials["eigenvalues"].astype("string") + ")")
-    return trials.assign(variant=variant)
+def cell_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Completed trials, labelled with their variant; unlike trials of one cell split apart."""
+    return cells.split_mixed(cells.label_variants(cells.completed(trials)), CELL)
 
 
-def summarize_curves(trials: pd.DataFrame, *, metric: str = "final_test_accuracy", reps: int = 2000,
-                     seed: int = 0) -> pd.DataFrame:
+def summarize_curves(trials: pd.DataFrame, *, metric: str = "final_test_accuracy", method: str = "auto",
+                     reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per dataset, activation, variant and architecture: trainable parameters (median
-    over the cell's trials; exact counts agree) and ``metric``'s n, mean and bootstrap CI."""
-    trials = label_variants(trials)
-    summary = summarize(trials, BY, metric, reps=reps, seed=seed)
-    done = trials[trials["status"] == "completed"]
+    over the cell's trials; exact counts agree) and ``metric``'s n, mean and interval."""
+    done = cell_trials(trials)
+    summary = summarize(done, BY, metric, method=method, reps=reps, seed=seed)
     params = (done.groupby(BY, dropna=False)["trainable_params"].median()
               .rename("trainable_params").reset_index())
     summary = summary.merge(params, on=BY, how="left")
     summary.insert(len(BY), "trainable_params", summary.pop("trainable_params").round().astype("Int64"))
     return summary.assign(metric=metric)
-
-
-def mixed_cells(trials: pd.DataFrame) -> pd.DataFrame:
-    """Cells whose completed trials differ in a training setting (an Optuna study, or pooled
-    folders): their means mix unlike trials. Empty when every cell is homogeneous."""
-    trials = label_variants(trials)
-    done = trials[trials["status"] == "completed"]
-    settings = [c for c in _SETTINGS if c in done.columns]
-    if not settings or done.empty:
-        return pd.DataFrame(columns=BY)
-    distinct = done.astype({c: "string" for c in settings}).fillna({c: "null" for c in settings})
-    counts = distinct.groupby(BY, dropna=False)[settings].nunique()
-    return counts[(counts > 1).any(axis=1)].reset_index()
 
 
 def tables(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -138,7 +116,7 @@ def plot(summary: pd.DataFrame, dataset: str, *, x: str, hidden_layers: int | No
     n_low, n_high = int(data["n"].min()), int(data["n"].max())
     seeds = f"n = {n_low}" if n_low == n_high else f"n = {n_low}–{n_high}"
     fig.suptitle(f"{dataset}: test accuracy vs {what}{depth_note}\n"
-                 f"mean over seeds, shaded 95 % bootstrap CI ({seeds} per point)", fontsize=11)
+                 f"mean over seeds, {_report.band_note(data['interval'])} ({seeds} per point)", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -157,18 +135,16 @@ def main(argv=None) -> int:
         require_columns(trials, ["dataset", "mode", "widths", "width", "n_hidden_layers", "activation",
                                  "eigenvalues", "status", args.metric, "trainable_params"],
                         "trials", HINT, where=_report.where(args.results))
-        if not (trials["status"] == "completed").any():
+        if cells.completed(trials).empty:
             raise AnalysisError(f"{_report.where(args.results)}: no completed trial in the trials table "
                                 f"(statuses: {trials['status'].value_counts().to_dict()}); {HINT}")
-        summary = summarize_curves(trials, metric=args.metric, reps=args.reps, seed=args.seed)
-        mixed = mixed_cells(trials)
-        if len(mixed):
-            print(f"warning: {len(mixed)} cell(s) pool trials with different training settings "
-                  f"({', '.join(_SETTINGS)}), e.g. {mixed.iloc[0][BY].to_dict()}", file=sys.stderr)
+        summary = summarize_curves(trials, metric=args.metric, method=args.interval, reps=args.reps,
+                                   seed=args.seed)
         out = args.out
         written = [_report.write_csv(out / "curves.csv", summary)]
         intro = (f"Results: {_report.where(args.results)}. {_report.STATUS_NOTE}. Cells: mean "
-                 f"[95 % percentile-bootstrap CI, {args.reps} resamples, seed {args.seed}] (n trials).")
+                 f"[{_report.interval_note(summary['interval'], reps=args.reps, seed=args.seed)}] "
+                 f"(n trials). A label's [setting=value] separates trials that differ in that setting.")
         written.append(_report.write_markdown(out / "curves.md", "Accuracy vs width and parameters",
                                               intro, tables(summary)))
         for dataset in sorted(summary["dataset"].unique()):

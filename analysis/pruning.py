@@ -1,13 +1,20 @@
 """Test accuracy against the fraction of hidden nodes removed, one line per protocol and method.
 
-    python analysis/pruning.py results/fmnist-pruning-tanh [more results dirs] [--out DIR] [--no-unpruned]
+    python -m analysis.pruning results/fmnist-pruning-tanh [more results dirs] [--out DIR] [--no-unpruned]
+        [--epoch N]
 
 Spectral pruning (SCIENCE.md §2): for every dataset, activation and architecture a panel; in it
 one line per trained mode, pruning protocol (direct, spectral-post, spectral-pre,
 spectral-eigvals-post) and ranking method (eigenvalue, eigen-norm, connectivity, random): the mean
-over trials (a trial is one seed) with a shaded 95 % percentile-bootstrap band. At 0 % each line
-starts from its trials' unpruned test accuracy (final_test_accuracy; --no-unpruned leaves it out),
+over completed trials (a trial is one seed) with a shaded 95 % band (a t-interval up to 10
+trials, the percentile bootstrap above; the figure and table say which). A trial that prunes at
+several epochs (pruning.at_epochs; `analysis.pruning_epochs` draws those) counts here with the
+rows of its last epoch, the end of training, unless --epoch picks another; rows without an
+epoch (results written before the column existed) are from the end of training. At 0 % each
+line starts from its trials' unpruned test accuracy at that epoch (--no-unpruned leaves it out),
 except spectral-pre, which retrains every pruned network (its unpruned network is never tested).
+Trials of one panel and line that differ in a setting (`analysis.cells`: initialisation,
+learning rate, epochs, results folder…) are split into separate lines, whose label names it.
 Writes under --out (default <first RESULTS_DIR>/analysis):
 
     pruning.png       the panels
@@ -19,42 +26,64 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python analysis/pruning.py`: import from the repository root
-    _HERE = Path(__file__).resolve().parent
-    sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 import numpy as np
 import pandas as pd
 
-from analysis import _report
+from analysis import _report, cells
 from analysis.stats import KEYS, AnalysisError, load, require_columns, summarize
+from spectral_study.vocabulary import PRUNING_PROTOCOLS
 
 PRUNING_STUDY = "studies/fmnist-pruning-tanh.yaml"
 HINT = f"run {PRUNING_STUDY} (pruning: section) to produce the pruning table"
 PANEL = ["dataset", "activation", "widths"]
-LINE = ["mode", "protocol", "method"]
-_TRIAL_COLUMNS = ["dataset", "activation", "widths", "mode", "status", "final_test_accuracy"]
-_PROTOCOL_ORDER = ("direct", "spectral-post", "spectral-eigvals-post", "spectral-pre")
+LINE = ["variant", "mode", "protocol", "method"]
+CELL = PANEL + ["variant"]
+_TRIAL_COLUMNS = ["dataset", "activation", "widths", "mode", "eigenvalues", "status", "epochs_completed",
+                  "final_test_accuracy"]
+_ROW_COLUMNS = ["protocol", "method", "fraction", "nodes_kept", "test_accuracy"]
 # Protocols that retrain the pruned network: their 0 % point would be a network they never test
 # (the trained one, not retrained), so it gets no unpruned anchor.
 RETRAINING_PROTOCOLS = frozenset({"spectral-pre"})
 
 
-def pruning_rows(tables: dict[str, pd.DataFrame], where: str, *, unpruned: bool = True) -> pd.DataFrame:
-    """The pruning rows labelled with their trial's config and status; with ``unpruned``, one
-    more row per trial and (protocol, method) at fraction 0: the trial's final test accuracy
-    (not for protocols that retrain, `RETRAINING_PROTOCOLS`)."""
+def labelled_rows(tables: dict[str, pd.DataFrame], where: str) -> pd.DataFrame:
+    """The pruning rows of completed trials, with their trial's config, ``variant`` (unlike trials
+    split apart, `analysis.cells.split_mixed`) and ``epoch``: the epoch the network was pruned
+    at; a row without one (results older than the column) is from the end of training, the
+    trial's ``epochs_completed``."""
     trials, rows = tables["trials"], tables["pruning"]
     require_columns(trials, _TRIAL_COLUMNS, "trials", HINT, where=where)
-    require_columns(rows, ["protocol", "method", "fraction", "nodes_kept", "test_accuracy"], "pruning",
-                    HINT, where=where)
-    data = rows.merge(trials[KEYS + _TRIAL_COLUMNS], on=KEYS, how="inner")
+    require_columns(rows, _ROW_COLUMNS, "pruning", HINT, where=where)
+    done = cells.split_mixed(cells.label_variants(cells.completed(trials)), CELL)
+    rows = rows if "epoch" in rows.columns else rows.assign(epoch=pd.NA)
+    data = rows[KEYS + ["epoch"] + _ROW_COLUMNS].merge(done, on=KEYS, how="inner")
     if data.empty:
-        raise AnalysisError(f"{where}: no pruning row belongs to a trial of the trials table; {HINT}")
+        raise AnalysisError(f"{where}: no pruning row belongs to a completed trial of the trials table; {HINT}")
+    epoch = pd.to_numeric(data["epoch"], errors="coerce").fillna(data["epochs_completed"])
+    return data.assign(epoch=epoch.astype("int64"))
+
+
+def pruning_rows(tables: dict[str, pd.DataFrame], where: str, *, unpruned: bool = True,
+                 epoch: int | None = None) -> pd.DataFrame:
+    """`labelled_rows` at one epoch per trial: its last (``epoch`` None) or ``epoch``; with
+    ``unpruned``, one more row per trial and line at fraction 0: the trial's unpruned test
+    accuracy at that epoch (its final one, or the epochs table's; not for protocols that
+    retrain, `RETRAINING_PROTOCOLS`)."""
+    data = labelled_rows(tables, where)
+    if epoch is None:
+        data = data[data["epoch"] == data.groupby(KEYS)["epoch"].transform("max")]
+    else:
+        available = sorted(data["epoch"].unique())
+        data = data[data["epoch"] == epoch]
+        if data.empty:
+            raise AnalysisError(f"{where}: no pruning row at epoch {epoch}; epochs pruned at: "
+                                f"{', '.join(map(str, available))}")
     if unpruned:
-        lines = data[KEYS + PANEL + LINE + ["status", "final_test_accuracy"]].drop_duplicates(KEYS + LINE)
+        lines = data[KEYS + PANEL + LINE + ["status", "epoch"]].drop_duplicates(KEYS + LINE)
         lines = lines[~lines["protocol"].isin(RETRAINING_PROTOCOLS)]
-        zero = lines.assign(fraction=0.0, nodes_kept=pd.NA, test_accuracy=lines["final_test_accuracy"])
+        lines = lines.merge(unpruned_accuracy(tables, data[KEYS + ["epoch"]].drop_duplicates()),
+                            on=KEYS + ["epoch"], how="left")
+        zero = lines.assign(fraction=0.0, nodes_kept=pd.NA)
         has_zero = data.loc[data["fraction"] == 0, KEYS + LINE].drop_duplicates()
         zero = zero.merge(has_zero, on=KEYS + LINE, how="left", indicator=True)
         zero = zero[zero.pop("_merge") == "left_only"]
@@ -62,13 +91,28 @@ def pruning_rows(tables: dict[str, pd.DataFrame], where: str, *, unpruned: bool 
     return data.assign(line=_line_label(data))
 
 
-def summarize_pruning(data: pd.DataFrame, *, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per panel, line and fraction: n trials, mean test accuracy and its bootstrap CI,
-    and the hidden nodes kept (median over the trials)."""
+def unpruned_accuracy(tables: dict[str, pd.DataFrame], at: pd.DataFrame) -> pd.DataFrame:
+    """``test_accuracy`` of each trial (``KEYS``) unpruned at ``epoch``: its final test accuracy at
+    the end of training, else the epochs table's (NaN when that table lacks the epoch)."""
+    trials = tables["trials"][KEYS + ["epochs_completed", "final_test_accuracy"]]
+    out = at.merge(trials, on=KEYS, how="left")
+    epochs = tables.get("epochs")
+    if epochs is not None and {"epoch", "test_accuracy"} <= set(epochs.columns) and len(epochs):
+        logged = epochs[KEYS + ["epoch", "test_accuracy"]].astype({"epoch": "int64"})
+        out = out.merge(logged.rename(columns={"test_accuracy": "logged"}), on=KEYS + ["epoch"], how="left")
+    else:
+        out = out.assign(logged=np.nan)
+    final = out["epoch"] == out["epochs_completed"]
+    accuracy = out["final_test_accuracy"].astype(float).where(final, out["logged"].astype(float))
+    return out[KEYS + ["epoch"]].assign(test_accuracy=accuracy.to_numpy())
+
+
+def summarize_pruning(data: pd.DataFrame, *, method: str = "auto", reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per panel, line and fraction: n trials, mean test accuracy and its interval, and
+    the hidden nodes kept (median over the trials)."""
     by = PANEL + LINE + ["line", "fraction"]
-    summary = summarize(data, by, "test_accuracy", reps=reps, seed=seed)
-    done = data[data["status"] == "completed"]
-    kept = done.groupby(by, dropna=False)["nodes_kept"].median().rename("nodes_kept").reset_index()
+    summary = summarize(data, by, "test_accuracy", method=method, reps=reps, seed=seed)
+    kept = data.groupby(by, dropna=False)["nodes_kept"].median().rename("nodes_kept").reset_index()
     summary = summary.merge(kept, on=by, how="left")
     summary.insert(len(by), "nodes_kept", summary.pop("nodes_kept").round().astype("Int64"))
     return summary
@@ -117,8 +161,9 @@ def plot(summary: pd.DataFrame):
     handles = [plt.Line2D([], [], color=colors[line], marker=markers[line], ms=5, label=line) for line in lines_all]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), max(2, ncols)),
                fontsize=8.5, frameon=False)
-    fig.suptitle("Test accuracy after pruning hidden nodes\n"
-                 "mean over seeds, shaded 95 % bootstrap CI; at 0 %: the unpruned network (not for spectral-pre)", fontsize=11)
+    fig.suptitle(f"Test accuracy after pruning hidden nodes{_epoch_note(summary)}\n"
+                 f"mean over seeds, {_report.band_note(data['interval'])}; at 0 %: the unpruned network "
+                 f"(not for spectral-pre)", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -127,22 +172,28 @@ def main(argv=None) -> int:
     def extra(parser):
         parser.add_argument("--no-unpruned", dest="unpruned", action="store_false",
                             help="do not add the unpruned accuracy at 0 %% removed")
+        parser.add_argument("--epoch", type=int, default=None,
+                            help="use the rows of networks pruned at this training epoch (default: each "
+                                 "trial's last, the end of training)")
 
     args = _report.parse_args(argv, __doc__.splitlines()[0], extra)
 
     def body() -> list[Path]:
         where = _report.where(args.results)
-        data = pruning_rows(load(args.results), where, unpruned=args.unpruned)
-        if not (data["status"] == "completed").any():
-            raise AnalysisError(f"{where}: no completed trial has pruning rows; {HINT}")
-        summary = summarize_pruning(data, reps=args.reps, seed=args.seed)
+        data = pruning_rows(load(args.results), where, unpruned=args.unpruned, epoch=args.epoch)
+        summary = summarize_pruning(data, method=args.interval, reps=args.reps, seed=args.seed)
+        summary = summary.merge(data.groupby(PANEL + LINE, dropna=False)["epoch"].agg(_epochs).rename("epoch")
+                                .reset_index(), on=PANEL + LINE, how="left")
         out = args.out
         written = [_report.write_csv(out / "pruning.csv", summary)]
-        intro = (f"Results: {where}. {_report.STATUS_NOTE}. Lines: trained mode: pruning protocol / "
-                 f"node ranking method. " + ("0 %: the trial's unpruned final test accuracy (none for spectral-pre, which "
-                                              "retrains every pruned network). " if args.unpruned else "")
-                 + f"Cells: test accuracy, mean [95 % percentile-bootstrap CI, {args.reps} resamples, "
-                 f"seed {args.seed}] (n trials).")
+        when = (f"networks pruned at epoch {args.epoch}" if args.epoch is not None
+                else "networks pruned at the end of training (each trial's last pruning epoch)")
+        anchor = ("0 %: the trial's unpruned test accuracy at that epoch (none for spectral-pre, which "
+                  "retrains every pruned network). " if args.unpruned else "")
+        intro = (f"Results: {where}. {_report.STATUS_NOTE}; {when}. Lines: trained mode: pruning "
+                 f"protocol / node ranking method; [setting=value] separates trials that differ in "
+                 f"that setting. {anchor}Cells: test accuracy, mean "
+                 f"[{_report.interval_note(summary['interval'], reps=args.reps, seed=args.seed)}] (n trials).")
         written.append(_report.write_markdown(out / "pruning.md", "Accuracy after pruning", intro, tables(summary)))
         written.append(_report.save_figure(plot(summary), out / "pruning.png"))
         return written
@@ -151,13 +202,28 @@ def main(argv=None) -> int:
 
 
 def _line_label(data: pd.DataFrame) -> pd.Series:
-    return data["mode"].astype("string") + ": " + data["protocol"].astype("string") + " / " + data["method"].astype("string")
+    return (data["variant"].astype("string") + ": " + data["protocol"].astype("string") + " / "
+            + data["method"].astype("string"))
+
+
+def _epochs(values: pd.Series) -> str:
+    """The epochs a line's networks were pruned at: "20", or "5–20" when trials differ."""
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def _epoch_note(summary: pd.DataFrame) -> str:
+    if "epoch" not in summary.columns:
+        return ""
+    epochs = sorted(set(summary["epoch"].dropna().astype(str)))
+    return f" (pruned at epoch {', '.join(epochs)})" if epochs else ""
 
 
 def _line_order(part: pd.DataFrame) -> list[str]:
     lines = part[LINE + ["line"]].drop_duplicates()
-    rank = {p: i for i, p in enumerate(_PROTOCOL_ORDER)}
-    key = lines.apply(lambda r: (rank.get(r["protocol"], len(rank)), _report.mode_rank(r["mode"]), r["method"]), axis=1)
+    rank = {p: i for i, p in enumerate(PRUNING_PROTOCOLS)}
+    key = lines.apply(lambda r: (rank.get(r["protocol"], len(rank)), _report.mode_rank(r["variant"]), r["method"]),
+                      axis=1)
     return list(lines.assign(key=key).sort_values("key")["line"])
 
 

@@ -1,6 +1,6 @@
 """Distribution of a perceptron's trained weights W[i, j], each learning mode against dense training.
 
-    python analysis/weights.py results/fmnist-perceptron [more results dirs] [--out DIR] [--bins 60]
+    python -m analysis.weights results/fmnist-perceptron [more results dirs] [--out DIR] [--bins 60]
 
 Claim C3 of SCIENCE.md: training only the N1 + N2 eigenvalues of a perceptron gives weights
 distributed much like unrestricted dense training, while dense training restricted to as many
@@ -8,11 +8,17 @@ random weights gives a very different distribution, whichever subset is drawn. N
 trials (no hidden layer), whose every weight the results keep (table `weights`).
 
 For each trial, the distance of its weights to the reference, the pooled weights of the dense
-trials of the same seed (of every other dense seed when none shares it; a dense trial is compared
-with the other dense trials, which measures seed-to-seed variation): the Wasserstein-1 distance
-and the two-sample Kolmogorov-Smirnov statistic, for all its weights and for its trainable subset
-alone (dense-restricted freezes most of its weights at their initial values). Writes under --out
-(default <first RESULTS_DIR>/analysis):
+trials run like it (the same settings where they apply to both modes, `analysis.cells.
+shared_settings`: data, epochs, optimiser, batch size, bias, results folder…) and of the same
+seed (of every other such dense seed when none shares it; a dense trial is compared with the
+other dense trials, which measures seed-to-seed variation): the Wasserstein-1 distance and the
+two-sample Kolmogorov-Smirnov statistic, for all its weights and for its trainable subset alone
+(dense-restricted freezes most of its weights at their initial values). Completed trials only;
+each subset seed of dense-restricted is a variant of its own. Trials of one variant that differ
+in a setting (`analysis.cells`) are refused with an error naming it: the reference would be
+ambiguous, so analyse such results folders one at a time. Intervals over trials: a t-interval
+up to 10 trials, the percentile bootstrap above. Writes under --out (default
+<first RESULTS_DIR>/analysis):
 
     weights_<dataset>.png       density histograms, a panel per mode (dense in grey in each)
     weights.md                  distances per mode (and subset seed): mean [low, high] (n trials)
@@ -25,14 +31,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python analysis/weights.py`: import from the repository root
-    _HERE = Path(__file__).resolve().parent
-    sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 import numpy as np
 import pandas as pd
 
-from analysis import _report
+from analysis import _report, cells
 from analysis.stats import (
     KEYS,
     AnalysisError,
@@ -49,32 +51,23 @@ HINT = (f"run a perceptron study (model: widths: [[]], modes: [spectral-eigvals,
 BY = ["dataset", "variant", "mode", "subset_seed"]
 DISTANCES = {"wasserstein": "W1", "ks": "KS"}
 _TRIAL_COLUMNS = ["dataset", "mode", "eigenvalues", "seed", "subset_seed", "n_hidden_layers", "status"]
-
-
-def label_variants(trials: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``variant``: the mode; the eigenvalue set when several were run (for spectral modes,
-    and for dense-restricted, whose number of trained weights it sets); the subset seed for
-    dense-restricted."""
-    by_set = trials["mode"].fillna("").str.startswith("spectral") | (trials["mode"] == "dense-restricted")
-    variant = trials["mode"].astype("string")
-    if trials.loc[by_set, "eigenvalues"].nunique() > 1:
-        variant = variant.where(~by_set, variant + " (" + trials["eigenvalues"].astype("string") + ")")
-    subset = trials["subset_seed"].astype("Int64")
-    restricted = (trials["mode"] == "dense-restricted") & subset.notna()
-    variant = variant.where(~restricted, variant + " (subset " + subset.astype("string") + ")")
-    return trials.assign(variant=variant)
+CELL = ["dataset", "variant"]
 
 
 def perceptron_weights(tables: dict[str, pd.DataFrame], where: str) -> pd.DataFrame:
     """The weights of completed perceptron trials, labelled with their trial's config."""
     trials, weights = tables["trials"], tables["weights"]
     require_columns(trials, _TRIAL_COLUMNS, "trials", HINT, where=where)
-    perceptrons = trials[(trials["n_hidden_layers"] == 0) & (trials["status"] == "completed")]
+    done = cells.completed(trials)
+    perceptrons = done[done["n_hidden_layers"] == 0]
     if perceptrons.empty:
         raise AnalysisError(f"{where}: no completed perceptron trial (no hidden layer) in the trials "
                             f"table, so no weights to compare; {HINT}")
     require_columns(weights, ["layer", "row", "col", "weight", "trainable"], "weights", HINT, where=where)
-    labelled = label_variants(perceptrons)[KEYS + _TRIAL_COLUMNS[:-2] + ["variant"]]
+    labelled = cells.label_variants(perceptrons, by_subset=True)
+    cells.refuse_mixed(labelled, CELL, where=where)
+    settings = [c for c in cells.SETTINGS if c in labelled.columns and c not in KEYS + _TRIAL_COLUMNS]
+    labelled = labelled[KEYS + _TRIAL_COLUMNS[:-2] + ["variant"] + settings]
     data = weights.merge(labelled, on=KEYS, how="inner")
     if data.empty:
         raise AnalysisError(f"{where}: the weights table holds no weights of a completed perceptron "
@@ -93,10 +86,13 @@ def trial_distances(data: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for dataset, part in data.groupby("dataset", sort=True):
         trials = {key: frame for key, frame in part.groupby(KEYS, sort=True)}
+        meta = cells.settings(part.drop_duplicates(KEYS).set_index(KEYS))
         dense = {key: frame for key, frame in trials.items() if frame["mode"].iloc[0] == REFERENCE_MODE}
         for key, frame in trials.items():
             seed = frame["seed"].iloc[0]
-            others = {k: f for k, f in dense.items() if k != key}
+            shared = cells.shared_settings(frame["mode"].iloc[0], REFERENCE_MODE, meta.columns)
+            others = {k: f for k, f in dense.items()
+                      if k != key and (meta.loc[k, shared] == meta.loc[key, shared]).all()}
             same_seed = [f for f in others.values() if f["seed"].iloc[0] == seed]
             pool, kind = (same_seed, "dense, same seed") if same_seed else (list(others.values()), "dense, pooled")
             weights = frame["weight"].to_numpy(dtype=float)
@@ -115,16 +111,17 @@ def trial_distances(data: pd.DataFrame) -> pd.DataFrame:
     return result.astype({"seed": "Int64", "subset_seed": "Int64"})
 
 
-def summarize_distances(per_trial: pd.DataFrame, *, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+def summarize_distances(per_trial: pd.DataFrame, *, method: str = "auto", reps: int = 2000,
+                        seed: int = 0) -> pd.DataFrame:
     """Tidy: one row per dataset, variant, weights ("all" or "trainable") and distance, with the
-    mean over trials and its bootstrap CI."""
+    mean over trials and its interval (`analysis.stats.interval`)."""
     parts = []
     for subset, suffix in (("all", ""), ("trainable", "_trainable")):
         for distance in DISTANCES:
-            summary = summarize(per_trial, BY, distance + suffix, status=None, reps=reps, seed=seed)
+            summary = summarize(per_trial, BY, distance + suffix, status=None, method=method, reps=reps, seed=seed)
             parts.append(summary.assign(weights=subset, distance=distance))
     result = pd.concat(parts, ignore_index=True)
-    return result[BY + ["weights", "distance", "n", "n_nan", "mean", "ci_low", "ci_high"]]
+    return result[BY + ["weights", "distance", "n", "n_nan", "mean", "ci_low", "ci_high", "interval"]]
 
 
 def histograms(data: pd.DataFrame, *, bins: int = 60) -> pd.DataFrame:
@@ -141,7 +138,8 @@ def histograms(data: pd.DataFrame, *, bins: int = 60) -> pd.DataFrame:
         for variant, frame in part.groupby("variant", sort=True):
             weights = frame["weight"].to_numpy(dtype=float)
             trainable = frame["trainable"].fillna(False).to_numpy(dtype=bool)
-            subsets = [("all", weights)] + ([("trainable", weights[trainable])] if 0 < trainable.sum() < trainable.size else [])
+            partly_trained = 0 < trainable.sum() < trainable.size
+            subsets = [("all", weights)] + ([("trainable", weights[trainable])] if partly_trained else [])
             for subset, sample in subsets:
                 density, _ = np.histogram(np.clip(sample, low, high), bins=edges, density=True)
                 rows += [{"dataset": dataset, "variant": variant, "mode": frame["mode"].iloc[0],
@@ -196,8 +194,10 @@ def plot(hist: pd.DataFrame, summary: pd.DataFrame, dataset: str):
         ax.legend(fontsize=8, loc="upper right")
     for ax in list(axes.flat)[len(variants):]:
         ax.set_visible(False)
+    labels = summary.loc[summary["dataset"] == dataset, "interval"]
     fig.suptitle(f"{dataset}: perceptron weights after training, each mode against dense (grey)\n"
-                 f"distance to dense: mean [95 % bootstrap CI] over trials", fontsize=11)
+                 f"distance to dense: mean [{_report.interval_names(labels)}] "
+                 f"(n trials)", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
         where = _report.where(args.results)
         data = perceptron_weights(load(args.results), where)
         per_trial = trial_distances(data)
-        summary = summarize_distances(per_trial, reps=args.reps, seed=args.seed)
+        summary = summarize_distances(per_trial, method=args.interval, reps=args.reps, seed=args.seed)
         hist = histograms(data, bins=args.bins)
         out = args.out
         written = [_report.write_csv(out / "weights.csv", summary),
@@ -234,11 +234,12 @@ def main(argv=None) -> int:
                    _report.write_csv(out / "weights_histograms.csv", hist)]
         intro = (f"Results: {where}. Completed perceptron trials. Per trial: Wasserstein-1 (W1) and "
                  f"Kolmogorov-Smirnov (KS) distance of its weights to the pooled weights of the dense "
-                 f"trials of the same seed (of all other dense trials when none shares it; dense "
-                 f"itself is compared with the other dense seeds). 'trainable weights': only the "
+                 f"trials run with the same settings and seed (of all other such dense trials when "
+                 f"none shares its seed; dense itself is compared with the other dense seeds). Each "
+                 f"subset seed of dense-restricted is its own row. 'trainable weights': only the "
                  f"weights the mode trained (dense-restricted keeps the rest at their initial "
-                 f"values). Cells: mean [95 % percentile-bootstrap CI over trials, {args.reps} "
-                 f"resamples, seed {args.seed}] (n trials).")
+                 f"values). Cells: mean [{_report.interval_note(summary['interval'], reps=args.reps, seed=args.seed)}]"
+                 f" (n trials).")
         sections = [(dataset, table(summary, per_trial, dataset)) for dataset in sorted(summary["dataset"].unique())]
         written.append(_report.write_markdown(out / "weights.md", "Trained perceptron weights vs dense",
                                               intro, sections))
