@@ -5,6 +5,7 @@ import json
 import math
 import threading
 import urllib.request
+from types import SimpleNamespace
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
@@ -23,7 +24,8 @@ SEARCH = {"model": {"modes": ["spectral-eigvals", "dense"], "widths": [8, 32]},
 
 @pytest.fixture(scope="module")
 def searched(local_ray, tmp_path_factory):
-    """One Optuna + ASHA study with a sqlite storage: (Parquet tables, Optuna study, storage URL)."""
+    """One Optuna + ASHA study with a sqlite storage: its Parquet tables, Optuna study, storage URL
+    and results folder."""
     from spectral_study.study import load_study
     from spectral_study.testing import write_study
 
@@ -31,12 +33,14 @@ def searched(local_ray, tmp_path_factory):
     storage = f"sqlite:///{directory / 'optuna.db'}"
     spec = load_study(write_study(directory, "search", **{**SEARCH, "search": {**SEARCH["search"],
                                                                                 "storage": storage}}))
-    tables = load_results(run_study(spec).results)
-    return tables, optuna.load_study(study_name="search", storage=storage), storage
+    outcome = run_study(spec)
+    study = optuna.load_study(study_name="search", storage=storage)
+    return SimpleNamespace(tables=load_results(outcome.results), study=study, storage=storage,
+                           results=outcome.results)
 
 
 def test_parquet_holds_every_trial_with_its_real_budget(searched):
-    tables, _, _ = searched
+    tables = searched.tables
     trials, epochs = tables["trials"], tables["epochs"]
     assert len(trials) == 8 and trials["trial_id"].is_unique
     assert set(trials["status"]) <= {"completed", "stopped"}
@@ -51,7 +55,7 @@ def test_parquet_holds_every_trial_with_its_real_budget(searched):
 
 
 def test_stopped_trials_are_pruned_and_finished_ones_complete(searched):
-    tables, study, _ = searched
+    tables, study = searched.tables, searched.study
     trials = tables["trials"].set_index("trial_id")
     epochs = tables["epochs"]
     assert len(study.trials) == 8
@@ -76,7 +80,7 @@ def test_optuna_dashboard_serves_the_study(searched):
     intermediate values come back through its HTTP API."""
     from optuna_dashboard import wsgi
 
-    _, study, storage = searched
+    study, storage = searched.study, searched.storage
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, *args):
@@ -101,3 +105,14 @@ def test_optuna_dashboard_serves_the_study(searched):
         assert {p["name"] for p in trial["params"]} == set(ot_trial.params)
         assert {v["step"]: v["value"] for v in trial["intermediate_values"]} == pytest.approx(
             ot_trial.intermediate_values)
+
+
+def test_analysis_reads_importances_from_the_optuna_storage(searched, tmp_path):
+    import pandas as pd
+
+    from analysis import search
+
+    assert search.main([searched.results, "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "search.md").read_text()
+    assert "Optuna storage" in text
+    assert len(pd.read_csv(tmp_path / "search.csv")) == 8
