@@ -2,7 +2,8 @@
 makes before it talks to AWS, and it keeps our rules: no trials on the head, spot GPU workers
 whose resources match the instance, no Ray port open to the internet, the dashboard bound to the
 head's localhost, torch installed before the package and the package installed from the copied
-checkout. Broken copies show that each check refuses what it should. Offline: no AWS, no Ray
+checkout; and every shipped study's trial fits a worker type without GPUs (the head takes none).
+Broken copies show that each check refuses what it should. Offline: no AWS, no Ray
 started.
 
 `ray up` does, in order: yaml.safe_load, `prepare_config` (fills in Ray's AWS defaults, merges
@@ -207,3 +208,44 @@ def test_our_rules_refuse_broken_copies(config, breaks, message):
     validate_config(copy.deepcopy(prepared))  # Ray has no objection...
     problems = cluster_problems(prepared)  # ...but we do
     assert any(re.search(message, p) for p in problems), problems
+
+
+# ------------------------------------------------------------------ trials against node types
+
+STUDIES = sorted((CLUSTER_YAML.parent / "studies").glob("*.yaml"))
+
+
+def trials_per_node(node_resources: dict, *, cpu: float, gpu: float) -> int:
+    """How many trials reserving ``cpu`` and ``gpu`` one node of a type holds at once."""
+    fits = [node_resources.get("CPU", 0) // cpu if cpu else float("inf"),
+            node_resources.get("GPU", 0) // gpu if gpu else float("inf")]
+    return int(min(fits)) if min(fits) != float("inf") else 0
+
+
+def _workers(config: dict) -> dict:
+    return {name: spec["resources"] for name, spec in config["available_node_types"].items()
+            if name != config["head_node_type"]}
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda path: path.stem)
+def test_every_study_fits_a_worker_type_without_gpus(config, study):
+    """The head has `CPU: 0`, so a trial runs only on a worker type that holds its `resources`;
+    otherwise the autoscaler starts nothing and the study waits for ever (on AWS only). Every
+    shipped study is CPU-only and must fit a type without GPUs: it never needs a GPU node."""
+    from spectral_study.study import load_study
+
+    resources = load_study(study).resources
+    fits = {name: trials_per_node(node, cpu=resources.cpu, gpu=resources.gpu)
+            for name, node in _workers(config).items() if not node.get("GPU")}
+    assert any(fits.values()), f"{study.name}: resources {resources} fit no CPU worker type: {fits}"
+
+
+def test_trials_per_node_as_docs_cluster_md_says(config):
+    """docs/cluster.md: 16 CPU-only trials per c6i.4xlarge; `{cpu: 1, gpu: 0.25}` packs four per
+    A10G node, `{cpu: 2, gpu: 0.25}` only two (a g5.xlarge has 4 vCPUs)."""
+    workers = _workers(config)
+    assert {name: trials_per_node(node, cpu=1, gpu=0) for name, node in workers.items()} == \
+        {"gpu_spot": 4, "cpu_spot": 16}
+    assert {name: trials_per_node(node, cpu=1, gpu=0.25) for name, node in workers.items()} == \
+        {"gpu_spot": 4, "cpu_spot": 0}
+    assert trials_per_node(workers["gpu_spot"], cpu=2, gpu=0.25) == 2
