@@ -45,7 +45,14 @@ from spectral_study import outcome as outcomes  # noqa: E402
 from spectral_study._validate import check_shared_storage  # noqa: E402
 from spectral_study.callback import StudyCallback, trial_config  # noqa: E402
 from spectral_study.data import Dataset, load_dataset  # noqa: E402
-from spectral_study.results import EXPERIMENT_DIR, join_uri, results_root, study_root, write_text  # noqa: E402
+from spectral_study.results import (  # noqa: E402
+    EXPERIMENT_DIR,
+    check_location,
+    join_uri,
+    results_root,
+    study_root,
+    write_text,
+)
 from spectral_study.searcher import TRIAL_STATUS_KEY  # noqa: E402
 from spectral_study.study import RESOLVED_STUDY_FILE, StudySpec, load_resolved_study  # noqa: E402
 
@@ -57,11 +64,11 @@ def run_study(spec: StudySpec, *, address: str | None = None, shared_storage: bo
     """Run ``spec`` to the end; trials' results land in Parquet as they finish. ``shared_storage``:
     a local storage path is the same folder on every node (see `check_shared_storage`)."""
     root = results_root(spec.storage, spec.name)
+    check_location(root)  # before Ray starts: a mistyped bucket or endpoint is one line
     _quiet_tune()
     with _ray_session(address, echo):
         _check_storage_is_shared(root, spec, address, shared_storage)
-        # The first write: a location that cannot be written stops here, before any trial.
-        write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
+        write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())  # the first write, before any trial
         data = _load_data(spec, echo)
         tuner = tune.Tuner(_trainable(spec, data), param_space=_param_space(spec),
                            tune_config=_tune_config(spec), run_config=_run_config(spec, root))

@@ -15,9 +15,13 @@ from spectral_study.results import (
     TABLES,
     ResultsError,
     ResultsWriter,
+    check_location,
     completed_trial_ids,
+    join_uri,
     load_results,
     load_table,
+    results_root,
+    study_root,
 )
 from spectral_study.trial import run_trial
 
@@ -225,3 +229,35 @@ def test_bad_arguments_are_refused(tmp_path, summary):
     writer.write_trial("t0", STUDY, summary, extra={"trial_id": "t0"})
     with pytest.raises(ResultsError, match="pyarrow can open"):
         ResultsWriter("nosuchscheme://bucket/x")
+
+
+# Paths under a URI: pyarrow configures S3-compatible stores with a query
+# (`?endpoint_override=host:port&scheme=http`), which must stay at the URI's end.
+QUERY = "?endpoint_override=127.0.0.1:9000&scheme=http"
+
+
+def test_joining_a_uri_keeps_its_query_at_the_end():
+    assert join_uri(f"s3://bucket/r{QUERY}", "study", "trials") == f"s3://bucket/r/study/trials{QUERY}"
+    assert join_uri(f"s3://bucket/r/{QUERY}", "study") == f"s3://bucket/r/study{QUERY}"
+    assert join_uri(f"s3://bucket{QUERY}", "study") == f"s3://bucket/study{QUERY}"
+    assert join_uri("s3://bucket/r", "study") == "s3://bucket/r/study"
+    assert join_uri("results", "study") == str(Path("results", "study"))
+    assert results_root(f"s3://bucket/r{QUERY}", "study") == f"s3://bucket/r/study{QUERY}"
+
+
+def test_a_study_root_is_the_folder_or_its_tune_folder(tmp_path):
+    root = f"s3://bucket/r/study{QUERY}"
+    for typed in (root, f"s3://bucket/r/study/{QUERY}", f"s3://bucket/r/study/_tune{QUERY}",
+                  f"s3://bucket/r/study/_tune/{QUERY}"):
+        assert study_root(typed) == root
+    assert study_root("s3://bucket/r/study/_tune") == "s3://bucket/r/study"
+    assert study_root(str(tmp_path / "study" / "_tune")) == str(tmp_path / "study")
+    assert study_root(str(tmp_path / "study") + "/") == str(tmp_path / "study")
+
+
+def test_check_location_refuses_a_file_in_the_way(tmp_path):
+    check_location(tmp_path / "new" / "study")  # a folder above it exists: fine, nothing written
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ResultsError, match="is a file, not a folder"):
+        check_location(tmp_path / "file" / "study")

@@ -1,0 +1,145 @@
+"""Results, the resolved study, Ray Tune's state and every checkpoint on S3, end to end: a real
+S3-compatible server (moto, `s3_server`) on 127.0.0.1, real Ray, and both ways users point at such
+a store: AWS_ENDPOINT_URL, or the endpoint in the URI (``?endpoint_override=…&scheme=http``)."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spectral_study.cli import main
+from spectral_study.results import load_results
+from spectral_study.testing import write_study
+
+ROOT = Path(__file__).resolve().parents[1]
+# Two trials of two epochs; the dense one fails once after its first epoch and is retried from
+# its checkpoint (the test-only `testing:` section, as in tests/test_faults.py).
+FLAKY = {"model": {"modes": ["dense", "spectral-eigvals"], "widths": [16]}, "training": {"epochs": 2},
+         "testing": {"inject_failure": "first_attempt", "failing_modes": ["dense"]}}
+
+
+def test_a_location_that_cannot_be_opened_is_one_line_and_exit_2(s3_server, tmp_path, capsys, monkeypatch):
+    """A missing bucket (found before Ray starts) and a URI pyarrow refuses (found when the study
+    is read): one line on stderr, exit 2, nothing written, no Ray started."""
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    study = write_study(tmp_path, "nowhere", **FLAKY)
+    missing_bucket = s3_server.uri("r", query=True, bucket="no-such-bucket")
+    bad_scheme = s3_server.uri("r", query=True).replace("scheme=http", "scheme=ftp")
+    for storage, says in [(missing_bucket, "no-such-bucket"), (bad_scheme, "ftp")]:
+        capsys.readouterr()
+        assert main(["run", str(study), "--storage", storage]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
+    assert s3_server.keys() == [] and not ray.is_initialized()  # nothing written, nothing ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nowhere.yaml"]
+
+
+def test_killed_driver_resumes_from_a_uri_with_the_endpoint_in_it(s3_server, tmp_path):
+    """No AWS_ENDPOINT_URL anywhere: the driver, its Ray and the trials reach the server through
+    the URI alone. The driver is SIGKILLed mid-study, `resume URI` finishes it, every trial once."""
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    storage = s3_server.uri("query", query=True)
+    study = write_study(tmp_path, "killed", model={"modes": ["dense", "spectral-eigvals"], "widths": [16, 32]},
+                        training={"epochs": 3})
+    root = storage.replace("/query?", "/query/killed?")
+    driver = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "run", str(study), "--storage", storage],
+                              cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # generous: a busy 2-core machine starts Ray slowly
+        while time.monotonic() < deadline and driver.poll() is None:
+            if len(s3_server.keys("query/killed/trials/")) >= 2:
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the study ended before it could be killed:\n" + driver.stdout.read()
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        _end_session(driver.pid)
+    finished_before = len(s3_server.keys("query/killed/trials/"))
+    assert 2 <= finished_before < 4, driver.stdout.read()
+
+    resume = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "resume", root], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        output = resume.communicate(timeout=400)[0]
+    finally:
+        _end_session(resume.pid)
+    print(output)
+    assert resume.returncode == 0, output
+    assert f"resuming killed from {root.replace('?', '/_tune?')}" in output
+    tables = load_results(root)
+    trials, epochs = tables["trials"], tables["epochs"]
+    assert len(trials) == 4 and trials["trial_id"].is_unique and set(trials["status"]) == {"completed"}
+    assert len(epochs) == 4 * 3 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.yaml"]
+
+
+def _end_session(session_id: int) -> None:
+    """SIGKILL what is left of the process group we started (Ray's agents outlive a killed driver)."""
+    try:
+        os.killpg(session_id, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def s3_ray(s3_server, local_ray):
+    """The local Ray, started after the S3 server's variables are in the environment, so that
+    its workers (the trials) inherit them."""
+    return local_ray
+
+
+def test_study_on_s3_through_aws_endpoint_url(s3_ray, s3_server, tmp_path, capsys, monkeypatch):
+    import ray
+
+    # The trials' workers see the endpoint and credentials (Tune's checkpoint uploads run there).
+    seen = ray.get(ray.remote(lambda: os.environ.get("AWS_ENDPOINT_URL")).remote())
+    assert seen == s3_server.endpoint
+    monkeypatch.chdir(tmp_path)
+    uri = s3_server.uri("env")
+    spec_path = write_study(tmp_path, "flaky", **FLAKY)
+    capsys.readouterr()
+    assert main(["run", str(spec_path), "--storage", uri]) == 0
+
+    root = f"{uri}/flaky"
+    keys = s3_server.keys("env/")
+    print("\n".join(keys))
+    trials = load_results(root)["trials"]
+    ids = sorted(trials["trial_id"])
+    files = [k for k in keys if not k.endswith("/")]
+    for tid in ids:
+        assert f"env/flaky/trials/{tid}.parquet" in files and f"env/flaky/epochs/{tid}.parquet" in files
+        assert any(re.fullmatch(rf"env/flaky/_tune/{tid}/checkpoint_\d+/state\.pt", k) for k in files)
+    spectral = trials.loc[trials["mode"] == "spectral-eigvals", "trial_id"].item()
+    assert [k for k in files if "/spectra/" in k] == [f"env/flaky/spectra/{spectral}.parquet"]
+    assert "env/flaky/study.yaml" in files and "env/flaky/_tune/tuner.pkl" in files
+    assert any(re.fullmatch(r"env/flaky/_tune/experiment_state-.*\.json", k) for k in files)
+    assert not [k for k in files if ".tmp-" in k]
+    # Nothing landed in a local folder named after the URI (nor anywhere else here).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flaky.yaml"]
+
+    # The retried trial continued from its checkpoint, which only S3 holds.
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"}
+    dense = trials[trials["mode"] == "dense"]
+    assert dense["attempt"].tolist() == [2] and dense["restored_from_epoch"].tolist() == [1]
+
+    capsys.readouterr()
+    assert main(["status", root]) == 0
+    assert "2 of 2 trials finished" in capsys.readouterr().out
+
+    if str(ROOT) not in sys.path:  # `analysis` is a folder at the repository's root
+        sys.path.insert(0, str(ROOT))
+    from analysis.stats import load
+
+    tables = load([root])
+    assert len(tables["trials"]) == 2 and set(tables["trials"]["results_dir"]) == {root}
+    assert len(tables["epochs"]) == 4
