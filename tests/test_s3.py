@@ -40,49 +40,6 @@ def test_a_location_that_cannot_be_opened_is_one_line_and_exit_2(s3_server, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nowhere.yaml"]
 
 
-def test_killed_driver_resumes_from_a_uri_with_the_endpoint_in_it(s3_server, tmp_path):
-    """No AWS_ENDPOINT_URL anywhere: the driver, its Ray and the trials reach the server through
-    the URI alone. The driver is SIGKILLed mid-study, `resume URI` finishes it, every trial once."""
-    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-    storage = s3_server.uri("query", query=True)
-    study = write_study(tmp_path, "killed", model={"modes": ["dense", "spectral-eigvals"], "widths": [16, 32]},
-                        training={"epochs": 3})
-    root = storage.replace("/query?", "/query/killed?")
-    driver = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "run", str(study), "--storage", storage],
-                              cwd=tmp_path,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300  # generous: a busy 2-core machine starts Ray slowly
-        while time.monotonic() < deadline and driver.poll() is None:
-            if len(s3_server.keys("query/killed/trials/")) >= 2:
-                break
-            time.sleep(0.2)
-        assert driver.poll() is None, "the study ended before it could be killed:\n" + driver.stdout.read()
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        _end_session(driver.pid)
-    finished_before = len(s3_server.keys("query/killed/trials/"))
-    assert 2 <= finished_before < 4, driver.stdout.read()
-
-    resume = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "resume", root], cwd=tmp_path,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
-    try:
-        output = resume.communicate(timeout=400)[0]
-    finally:
-        _end_session(resume.pid)
-    print(output)
-    assert resume.returncode == 0, output
-    assert f"resuming killed from {root.replace('?', '/_tune?')}" in output
-    tables = load_results(root)
-    trials, epochs = tables["trials"], tables["epochs"]
-    assert len(trials) == 4 and trials["trial_id"].is_unique and set(trials["status"]) == {"completed"}
-    assert len(epochs) == 4 * 3 and not epochs.duplicated(["trial_id", "epoch"]).any()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.yaml"]
-
-
 def _end_session(session_id: int) -> None:
     """SIGKILL what is left of the process group we started (Ray's agents outlive a killed driver)."""
     try:
@@ -143,3 +100,42 @@ def test_study_on_s3_through_aws_endpoint_url(s3_ray, s3_server, tmp_path, capsy
     tables = load([root])
     assert len(tables["trials"]) == 2 and set(tables["trials"]["results_dir"]) == {root}
     assert len(tables["epochs"]) == 4
+
+
+def test_killed_driver_resumes_from_a_uri_with_the_endpoint_in_it(s3_ray, s3_server, tmp_path, capsys,
+                                                                   monkeypatch):
+    """The endpoint in the URI only: the driver runs without AWS_ENDPOINT_URL (its own Ray and
+    trials too), is SIGKILLed mid-study, and `resume URI` (this process, without the variable)
+    finishes the study with every trial once."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    storage = s3_server.uri("query", query=True)
+    study = write_study(tmp_path, "killed", model={"modes": ["dense", "spectral-eigvals"], "widths": [16, 32]},
+                        training={"epochs": 3})
+    root = storage.replace("/query?", "/query/killed?")
+    driver = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "run", str(study), "--storage", storage],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # generous: a busy 2-core machine starts Ray slowly
+        while time.monotonic() < deadline and driver.poll() is None:
+            if len(s3_server.keys("query/killed/trials/")) >= 2:
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the study ended before it could be killed:\n" + driver.stdout.read()
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        _end_session(driver.pid)
+    finished_before = len(s3_server.keys("query/killed/trials/"))
+    assert 2 <= finished_before < 4, driver.stdout.read()
+
+    capsys.readouterr()
+    assert main(["resume", root]) == 0
+    output = capsys.readouterr().out
+    print(output)  # shown with `pytest -s`
+    assert f"resuming killed from {root.replace('?', '/_tune?')}" in output
+    tables = load_results(root)
+    trials, epochs = tables["trials"], tables["epochs"]
+    assert len(trials) == 4 and trials["trial_id"].is_unique and set(trials["status"]) == {"completed"}
+    assert len(epochs) == 4 * 3 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.yaml"]
