@@ -36,8 +36,17 @@ def parse_args(argv: Sequence[str] | None, description: str,
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    args.out = Path(args.out) if args.out else Path(args.results[0]) / "analysis"
+    args.out = Path(args.out) if args.out else default_out(args.results[0])
     return args
+
+
+def default_out(results: str) -> Path:
+    """``<results>/analysis`` for a local folder; for a URI (s3://bucket/prefix/study?query),
+    a local ``analysis-<study>`` folder here: figures are written with plain file I/O."""
+    if "://" not in str(results):
+        return Path(results) / "analysis"
+    path = str(results).split("?", 1)[0].rstrip("/")
+    return Path(f"analysis-{path.rsplit('/', 1)[-1]}")
 
 
 def run(body: Callable[[], list[Path]]) -> int:

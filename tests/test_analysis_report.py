@@ -52,3 +52,12 @@ def test_modes_sort_in_the_vocabularys_order():
     assert sorted(labels, key=_report.mode_rank) == ["spectral-eigvals (both)", "spectral-full", "dense [lr=0.1]",
                                                      "unknown"]
     assert [_report.mode_color(m) for m in MODES] == list(dict.fromkeys(_report.mode_color(m) for m in MODES))
+
+
+def test_default_out_is_local_even_for_results_on_an_object_store():
+    from pathlib import Path
+
+    from analysis._report import default_out
+
+    assert default_out("results/x") == Path("results/x/analysis")
+    assert default_out("s3://bucket/runs/x?endpoint_override=127.0.0.1:9000&scheme=http") == Path("analysis-x")
