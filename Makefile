@@ -45,12 +45,23 @@ bench: setup
 clean:
 	rm -rf $(VENV) .pytest_cache
 
-# The Fashion-MNIST reproduction of the papers (docs/results/REPRODUCTION.md): about 90 minutes
-# on 2 CPU cores. Runs the studies, then rebuilds the figures and tables into docs/results/.
+# The Fashion-MNIST reproduction of the papers (docs/results/REPRODUCTION.md; its wall time is in
+# README.md, "Figures, tables and the reproduction"). Runs the studies, then rebuilds the figures
+# and tables into docs/results/. A study whose results folder exists is resumed instead (a run
+# stopped half-way continues; a finished one ends at once), so `make reproduce` can be run again.
+# It stops at the first study that fails (exit code 1: a trial failed; 2: bad input) and says which.
 REPRO_STUDIES ?= fmnist-lr-tuning fmnist-perceptron-weights fmnist-pruning-tanh fmnist-pruning-relu \
                  fmnist-widths-relu fmnist-widths-linear fmnist-pruning-tanh-init2022
 reproduce: setup
-	for s in $(REPRO_STUDIES); do $(BIN)/spectral-study run studies/$$s.yaml || exit 1; done
+	@for s in $(REPRO_STUDIES); do \
+	  if [ -f results/$$s/study.yaml ] && [ -d results/$$s/_tune ]; then \
+	    $(BIN)/spectral-study resume results/$$s; \
+	  else \
+	    $(BIN)/spectral-study run studies/$$s.yaml; \
+	  fi; \
+	  rc=$$?; \
+	  if [ $$rc -ne 0 ]; then echo "make reproduce: study $$s failed (exit code $$rc); stopping before the figures"; exit $$rc; fi; \
+	done
 	$(MAKE) figures
 
 figures:

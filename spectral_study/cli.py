@@ -1,37 +1,48 @@
 """The `spectral-study` command line.
 
     spectral-study trial CONFIG.yaml        run one trial in this process, print its summary
-    spectral-study validate STUDY.yaml      check a study file (no Ray started)
-    spectral-study run STUDY.yaml [--address ADDR] [--storage PATH] [--name N]
+    spectral-study validate STUDY.yaml [KEY=VALUE ...] [--list]   check a study (no Ray started)
+    spectral-study run STUDY.yaml [KEY=VALUE ...] [--extend] [--address ADDR] [--storage PATH] [--name N]
     spectral-study resume PATH              continue an interrupted study
-    spectral-study status PATH              trials done / stopped / failed and the best so far
+    spectral-study status PATH              trials done / running / failed and the best so far
 
-Exit codes: 0 success, 1 the work itself failed, 2 bad input (file, field, value named).
-Ray is imported only by the commands that schedule work.
+KEY=VALUE overrides a field of the study file (``training.epochs=1 model.widths=[64,256]``, the
+value read as YAML; spectral_study.study.overrides). Exit codes: 0 every trial completed, was
+stopped by the scheduler or diverged; 1 a trial failed (they are listed); 2 bad input (file,
+field, value named; a results folder that already holds a run). Ray is imported only by the
+commands that schedule work.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
-from spectral_study._validate import SHARED_STORAGE_ENV
-
 EXIT_BAD_INPUT = 2
-SHARED_HELP = ("the local storage path is the same folder on every node (NFS): allow it on a cluster of "
-               f"several nodes (or set {SHARED_STORAGE_ENV}=1)")
+OVERRIDES_HELP = ("override a field of the study file, e.g. training.epochs=1 search.repeats=5 "
+                  "model.widths=[64,256] (the value is read as YAML)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come after options too (`run x.yaml --extend search.repeats=5`).
+    unknown = [token for token in extra if token.startswith("-") or "=" not in token]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `validate --list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,21 +55,25 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a study file and show what it would run (no Ray)")
     validate.add_argument("study", type=Path)
+    validate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+    validate.add_argument("--list", action="store_true", help="print every trial it would run, one line each")
     validate.set_defaults(handler=_validate)
 
     run = commands.add_parser("run", help="run a study on Ray Tune; results land in Parquet")
     run.add_argument("study", type=Path)
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+    run.add_argument("--extend", action="store_true",
+                     help="run only the trials the results folder lacks: the cells or seeds this study adds "
+                          "to the one run there before (any other change is refused)")
     run.add_argument("--address", help="Ray cluster to join ('auto', 'ray://host:10001'); "
                                        "default: start an embedded local Ray")
     run.add_argument("--storage", help="override the study's storage (a path or a URI such as s3://bucket/x)")
-    run.add_argument("--shared-storage", action="store_true", help=SHARED_HELP)
     run.add_argument("--name", help="override the study's name (its results folder)")
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted study from its results folder")
-    resume.add_argument("path", help="results/<study> (or its _tune folder)")
+    resume.add_argument("path", help="results/<study> (its latest run), or one of its _tune* folders")
     resume.add_argument("--address", help="Ray cluster to join; default: an embedded local Ray")
-    resume.add_argument("--shared-storage", action="store_true", help=SHARED_HELP)
     resume.set_defaults(handler=_resume)
 
     status = commands.add_parser("status", help="trials done / stopped / failed / diverged and the best so far")
@@ -70,13 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_spec(path: Path, **overrides):
-    from spectral_study.study import StudyError, load_study, with_overrides
+def _load_spec(path: Path, overrides=(), **flags):
+    from spectral_study.study import StudyError, load_study_with, with_overrides
 
     try:
-        spec = load_study(path)
-        if any(v is not None for v in overrides.values()):
-            spec = with_overrides(spec, **overrides)
+        spec = load_study_with(path, overrides)
+        if any(v is not None for v in flags.values()):
+            spec = with_overrides(spec, **flags)
         return spec
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -84,48 +99,78 @@ def _load_spec(path: Path, **overrides):
 
 
 def _validate(args) -> int:
-    spec = _load_spec(args.study)
+    spec = _load_spec(args.study, args.overrides)
     if spec is None:
         return EXIT_BAD_INPUT
-    from spectral_study.results import join_uri  # keeps a URI's ?query at its end
-
     kind = (f"grid, {spec.search.repeats} seed(s) per cell" if spec.search.type == "grid"
             else f"optuna {spec.search.sampler}, {spec.search.metric} {spec.search.direction}")
     print(f"{args.study}: ok — study {spec.name!r}: {spec.trial_count()} trials ({kind}) on {spec.base.dataset}, "
-          f"{spec.base.epochs} epochs, scheduler {spec.scheduler.type}, results in {join_uri(spec.storage, spec.name)}")
+          f"{spec.base.epochs} epochs, scheduler {spec.scheduler.type}, results in {spec.storage}/{spec.name}")
+    if args.list:
+        for line in trial_lines(spec):
+            print(line)
     return 0
 
 
+def trial_lines(spec) -> list[str]:
+    """One line per trial a study runs: its cell and the settings that vary between trials (a
+    grid); an Optuna search's trials are sampled as it runs, so its space instead."""
+    if spec.search.type != "grid":
+        space = spec.search.space
+        lines = [f"{spec.search.n_trials} Optuna trials ({spec.search.sampler}), each sampled from:"]
+        for name in ("modes", "widths", "activations", "eigenvalues", "optimizers", "batch_sizes"):
+            options = getattr(space, name)
+            if len(options) > 1:
+                lines.append(f"  {name}: {', '.join(map(str, options))}")
+        for name in ("lr", "lr_eigvals"):
+            rate = getattr(space, name)
+            if rate is not None:
+                lines.append(f"  {name}: {rate.low:g} to {rate.high:g}{' (log)' if rate.log else ''}")
+        return lines
+    rows = [config.columns() for config in spec.trial_configs()]
+    hidden = {"cell", "config_json", "width", "n_hidden_layers"}  # cell is shown; the rest restate widths
+    varying = [key for key in rows[0] if key not in hidden and len({str(row[key]) for row in rows}) > 1]
+    width = len(str(len(rows)))
+    cells = max(len(row["cell"]) for row in rows)
+    return [f"{i:>{width}}  {row['cell']:<{cells}}  " + "  ".join(f"{key}={row[key]}" for key in varying)
+            for i, row in enumerate(rows, 1)]
+
+
 def _run(args) -> int:
-    spec = _load_spec(args.study, storage=args.storage, name=args.name)
+    spec = _load_spec(args.study, args.overrides, storage=args.storage, name=args.name)
     if spec is None:
         return EXIT_BAD_INPUT
-    # Ray is imported only now, after the study file has been checked.
-    from spectral_study.data import DatasetError
     from spectral_study.results import ResultsError, results_root
+    from spectral_study.runs import plan_run
     from spectral_study.study import StudyError
+
+    try:  # a results folder that already holds a run is refused before Ray starts
+        plan_run(spec, extend=args.extend)
+    except (StudyError, ResultsError) as error:
+        return _bad_input(str(error))
+    # Ray is imported only now, after the study file and its folder have been checked.
+    from spectral_study.data import DatasetError
     from spectral_study.tune import run_study
 
     print(f"study {spec.name}: {spec.trial_count()} trials ({spec.search.type}), "
           f"results -> {results_root(spec.storage, spec.name)}", flush=True)
     try:
-        outcome = run_study(spec, address=args.address, shared_storage=args.shared_storage or None)
+        outcome = run_study(spec, address=args.address, extend=args.extend)
     except DatasetError as error:
         return _bad_input(f"{args.study}: dataset: {error}")
-    except (StudyError, ResultsError) as error:  # storage the trials cannot use
+    except StudyError as error:
         return _bad_input(str(error))
     return outcome.exit_code
 
 
 def _resume(args) -> int:
     from spectral_study.data import DatasetError
-    from spectral_study.results import ResultsError
     from spectral_study.study import StudyError
     from spectral_study.tune import resume_study
 
     try:
-        outcome = resume_study(args.path, address=args.address, shared_storage=args.shared_storage or None)
-    except (FileNotFoundError, DatasetError, StudyError, ResultsError) as error:
+        outcome = resume_study(args.path, address=args.address)
+    except (FileNotFoundError, DatasetError, StudyError) as error:
         return _bad_input(str(error))
     return outcome.exit_code
 

@@ -2,7 +2,7 @@
 
     outcome = read_outcome("results/quickstart", seconds=55.0)
     print(format_outcome(outcome, spec))
-    sys.exit(outcome.exit_code)      # 0: every trial is a result; 1: some trial failed
+    sys.exit(outcome.exit_code)      # 0: every trial is a result; 1: some trial failed (2: bad input, cli)
 
 A grid study ends with the final test accuracy per mode and architecture (mean over seeds of
 its completed trials); a search ends with its best trials and their hyperparameters, and the
@@ -80,6 +80,8 @@ def grid_table(trials: pd.DataFrame) -> str:
     if not len(done):
         return ""
     table = done.pivot_table(index="mode", columns="widths", values="final_test_accuracy", aggfunc="mean")
+    if table.empty:  # completed, yet no accuracy to show: say nothing rather than print an empty frame
+        return ""
     table = table[sorted(table.columns, key=_widths_key)]
     table.columns = [f"w={w}" for w in table.columns]
     seeds = done.groupby(["mode", "widths"]).size()

@@ -13,7 +13,6 @@ mean each epoch (an Optuna objective averaged over seeds that ASHA can still sto
 from __future__ import annotations
 
 import math
-import platform
 import socket
 import time
 
@@ -23,6 +22,7 @@ from spectral_study import pruning
 from spectral_study.config import TrialConfig, TrialConfigError
 from spectral_study.data import load_dataset
 from spectral_study.models import ModelSpec, SpectralLinear, build_model, count_parameters
+from spectral_study.provenance import trial_versions
 from spectral_study.train import TrainConfig, Trainer, no_report
 from spectral_study.vocabulary import EPOCH_METRICS
 
@@ -135,7 +135,7 @@ def summarize(config: TrialConfig, trainers: list, history: list[dict], status: 
         "history": history,
         "spectra": spectra(trainers[0].model),
         "weights": perceptron_weights(trainers[0].model),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "versions": trial_versions(device),  # python, torch, numpy; CUDA and GPU name on a GPU
     }
 
 

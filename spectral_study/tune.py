@@ -10,7 +10,8 @@ trial, and the Tuner; everything else belongs to Ray-free modules: the checkpoin
 object store (`Dataset.to_arrays`), what a finished study prints (`spectral_study.outcome`).
 
 Layout of ``<storage>/<study>/``: the Parquet tables, ``study.yaml`` (the resolved study), and
-``_tune/`` (Ray Tune's experiment state, what `resume_study` restores from).
+``_tune/`` (Ray Tune's experiment state, what `resume_study` restores from; each `--extend` adds
+``_tune-extend-N/``, see `spectral_study.runs`).
 """
 from __future__ import annotations
 
@@ -42,45 +43,51 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from spectral_study import outcome as outcomes  # noqa: E402
+from spectral_study import runs  # noqa: E402
 from spectral_study._validate import check_shared_storage  # noqa: E402
 from spectral_study.callback import StudyCallback, trial_config  # noqa: E402
 from spectral_study.data import Dataset, load_dataset  # noqa: E402
-from spectral_study.results import (  # noqa: E402
-    EXPERIMENT_DIR,
-    check_location,
-    join_uri,
-    results_root,
-    study_root,
-    write_text,
-)
+from spectral_study.results import EXPERIMENT_DIR, join_uri, results_root, write_text  # noqa: E402
 from spectral_study.searcher import TRIAL_STATUS_KEY  # noqa: E402
 from spectral_study.study import RESOLVED_STUDY_FILE, StudySpec, load_resolved_study  # noqa: E402
+from spectral_study.tracking import resolve as resolve_tracking  # noqa: E402
 
 __all__ = ["run_study", "resume_study", "results_root"]
 
 
 def run_study(spec: StudySpec, *, address: str | None = None, shared_storage: bool | None = None,
-              echo=print) -> outcomes.StudyOutcome:
+              extend: bool = False, echo=print) -> outcomes.StudyOutcome:
     """Run ``spec`` to the end; trials' results land in Parquet as they finish. ``shared_storage``:
-    a local storage path is the same folder on every node (see `check_shared_storage`)."""
+    a local storage path is the same folder on every node (see `check_shared_storage`).
+    ``extend``: run only the trials the results folder lacks (`spectral_study.runs`)."""
     root = results_root(spec.storage, spec.name)
-    check_location(root)  # before Ray starts: a mistyped bucket or endpoint is one line
+    plan = runs.plan_run(spec, extend=extend)  # a second run into one folder is refused here
+    tracking = resolve_tracking(spec.tracking, root)
+    if plan.existing or not plan.trials:
+        echo(plan.describe())
+    if not plan.trials:
+        write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
+        return _outcome(spec, root, 0.0, echo)
     _quiet_tune()
     with _ray_session(address, echo):
         _check_storage_is_shared(root, spec, address, shared_storage)
-        write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())  # the first write, before any trial
+        # The first write: a location that cannot be written stops here, before any trial.
+        write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
         data = _load_data(spec, echo)
-        tuner = tune.Tuner(_trainable(spec, data), param_space=_param_space(spec),
-                           tune_config=_tune_config(spec), run_config=_run_config(spec, root))
+        tuner = tune.Tuner(_trainable(spec, data), param_space=_param_space(spec, plan.configs),
+                           tune_config=_tune_config(spec),
+                           run_config=_run_config(spec, root, plan.experiment, plan.trials, tracking))
         return _fit(tuner, spec, root, echo)
 
 
 def resume_study(path: str, *, address: str | None = None, shared_storage: bool | None = None,
                  echo=print) -> outcomes.StudyOutcome:
-    """Continue an interrupted study from its results folder (or its ``_tune`` folder)."""
-    root = study_root(path)
+    """Continue an interrupted study from its results folder (its latest run: ``_tune``, or the
+    last ``--extend``'s ``_tune-extend-N``) or from one of those experiment folders."""
+    root, name = runs.resume_target(path)
     spec = load_study_from_results(root)
-    experiment = join_uri(root, EXPERIMENT_DIR)  # a URI's query stays at its end
+    runs.check_no_live_driver(root)
+    experiment = join_uri(root, name)  # a URI's query stays at its end
     _quiet_tune()
     with _ray_session(address, echo):
         _check_storage_is_shared(root, spec, address, shared_storage)
@@ -159,9 +166,10 @@ def _quiet_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def _param_space(spec: StudySpec) -> dict:
+def _param_space(spec: StudySpec, configs=None) -> dict:
     if spec.search.type == "grid":
-        return {"trial": tune.grid_search([config.to_dict() for config in spec.trial_configs()])}
+        configs = spec.trial_configs() if configs is None else configs  # --extend: the missing ones
+        return {"trial": tune.grid_search([config.to_dict() for config in configs])}
     return {}  # Optuna's define-by-run space supplies every key
 
 
@@ -200,11 +208,13 @@ def _optuna_search(spec: StudySpec, root: str):
                        sampler=sampler_class(seed=spec.search.seed), study_name=spec.name, storage=storage)
 
 
-def _run_config(spec: StudySpec, root: str) -> tune.RunConfig:
-    callback = StudyCallback(study=spec.name, results=root, total=spec.trial_count(),
-                             epochs=spec.base.epochs, metric=spec.search.metric)
+def _run_config(spec: StudySpec, root: str, experiment: str = EXPERIMENT_DIR, total: int | None = None,
+                tracking: dict | None = None) -> tune.RunConfig:
+    callback = StudyCallback(study=spec.name, results=root, total=spec.trial_count() if total is None else total,
+                             epochs=spec.base.epochs, metric=spec.search.metric,
+                             direction=spec.search.direction, tracking=tracking)
     return tune.RunConfig(
-        name=EXPERIMENT_DIR, storage_path=root,
+        name=experiment, storage_path=root,
         failure_config=tune.FailureConfig(max_failures=spec.retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=[callback], verbose=0,
@@ -216,8 +226,11 @@ def _fit(tuner: tune.Tuner, spec: StudySpec, root: str, echo) -> outcomes.StudyO
     # Tune's ResultGrid looks for the JSON/CSV logs we turned off; our results are the Parquet.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
-    outcome = outcomes.read_outcome(root, seconds=time.perf_counter() - started,
-                                    with_epochs=spec.search.type == "optuna")
+    return _outcome(spec, root, time.perf_counter() - started, echo)
+
+
+def _outcome(spec: StudySpec, root: str, seconds: float, echo) -> outcomes.StudyOutcome:
+    outcome = outcomes.read_outcome(root, seconds=seconds, with_epochs=spec.search.type == "optuna")
     echo(outcomes.format_outcome(outcome, spec))
     return outcome
 

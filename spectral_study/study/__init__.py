@@ -14,6 +14,7 @@ import yaml
 
 from spectral_study._validate import StudyError
 from spectral_study.study.expand import cell_label
+from spectral_study.study.overrides import load_study_with, parse_study_with
 from spectral_study.study.parse import load_study, parse_study, with_overrides
 from spectral_study.study.serialize import RESOLVED_STUDY_FILE
 from spectral_study.study.spec import (
@@ -26,11 +27,13 @@ from spectral_study.study.spec import (
     SearchSpec,
     SpaceSpec,
     StudySpec,
+    TrackingSpec,
 )
 
 __all__ = ["RESOLVED_STUDY_FILE", "FloatRange", "LearningRates", "ModelAxes", "PerMode", "ResourceSpec",
-           "SchedulerSpec", "SearchSpec", "SpaceSpec", "StudyError", "StudySpec", "cell_label",
-           "load_resolved_study", "load_study", "parse_study", "with_overrides"]
+           "SchedulerSpec", "SearchSpec", "SpaceSpec", "StudyError", "StudySpec", "TrackingSpec", "cell_label",
+           "load_resolved_study", "load_study", "load_study_with", "parse_study", "parse_study_with",
+           "with_overrides"]
 
 
 def load_resolved_study(results_root) -> StudySpec:

@@ -10,6 +10,7 @@ trials (the grid axes, the per-mode learning rates, the search) and the runner's
 """
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -43,6 +44,7 @@ from spectral_study.study.spec import (
     SearchSpec,
     SpaceSpec,
     StudySpec,
+    TrackingSpec,
 )
 from spectral_study.vocabulary import (
     ACTIVATIONS,
@@ -74,7 +76,7 @@ _WIDTHS_AXIS = ListOf(_WidthsEntry(), single=True)
 # Keys each section holds besides the trial constants `TrialConfig` declares for it.
 _SECTION_KEYS = {
     "": ("name", "dataset", "model", "training", "search", "scheduler", "resources", "storage",
-         "concurrency", "retries", "testing"),
+         "concurrency", "retries", "testing", "tracking"),
     "model": ("modes", "widths", "activations", "eigenvalues", "subset_seeds"),
     "training": ("lr", "lr_eigvals"),
     "testing": ("failing_modes",),
@@ -125,6 +127,7 @@ def parse_study(mapping: Any, source: str = "<study>") -> StudySpec:
         storage=storage, concurrency=concurrency, retries=integer(root.key("retries"), raw.get("retries", 2)),
         failing_modes=None if failing_modes is None else choices(
             root.key("testing").key("failing_modes"), failing_modes, MODES),
+        tracking=_tracking(root.key("tracking"), _section(raw, "tracking")),
         source=source)
 
 
@@ -322,6 +325,30 @@ def _resources(at: At, value: Any) -> ResourceSpec:
         raise at.key("gpu").error(gpu, GPU_EXPECTED)
     return ResourceSpec(cpu=number(at.key("cpu"), raw.get("cpu", 1), expected="a positive number of CPUs"),
                         gpu=float(gpu))
+
+
+_TRACKERS = {"tensorboard": ("tensorboardX", "a folder for TensorBoard event files, true (the results "
+                                             "folder's tensorboard/) or false"),
+             "mlflow": ("mlflow", "an MLflow tracking URI (http://host:5000, sqlite:///mlflow.db), a folder "
+                                  "(a file store), true (the results folder's mlruns/) or false")}
+
+
+def _tracking(at: At, value: Any) -> TrackingSpec:
+    raw = table(at, value, tuple(_TRACKERS))
+    out = {}
+    for key, (package, expected) in _TRACKERS.items():
+        item = raw.get(key)
+        if item is None or item is False:
+            out[key] = None
+            continue
+        if item is not True:
+            item = text(at.key(key), item, expected)
+            if not is_uri(item):
+                check_storage(at.key(key), item)  # a writable folder, or one that can be made
+        if importlib.util.find_spec(package) is None:
+            raise at.key(key).fail(f"needs the {package} package: pip install 'spectral-study[tracking]'")
+        out[key] = item
+    return TrackingSpec(**out)
 
 
 def _check_device(at: At, device: str, resources: ResourceSpec) -> None:

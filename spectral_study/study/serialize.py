@@ -30,6 +30,7 @@ def to_dict(spec: StudySpec) -> dict:
     out["resources"] = dataclasses.asdict(spec.resources)
     out.update(storage=spec.storage, concurrency=spec.concurrency, retries=spec.retries)
     out["testing"] = {"failing_modes": _plain(spec.failing_modes)}
+    out["tracking"] = dataclasses.asdict(spec.tracking)
     for f in study_constants():
         section, key = f.metadata["section"], f.metadata.get("key") or f.name
         value = _plain(getattr(spec.base, f.name))
@@ -39,7 +40,9 @@ def to_dict(spec: StudySpec) -> dict:
 
 def to_yaml(spec: StudySpec) -> str:
     """`to_dict` as YAML, to save beside the results (``results/<name>/study.yaml``)."""
-    header = f"# Resolved by spectral-study from {spec.source}; every default filled in.\n"
+    typed = " ".join(spec.overrides).replace("\n", " ")  # a comment stays one line
+    overrides = f" with command-line overrides {typed}" if spec.overrides else ""
+    header = f"# Resolved by spectral-study from {spec.source}{overrides}; every default filled in.\n"
     return header + yaml.dump(to_dict(spec), Dumper=_Dumper, sort_keys=False)
 
 

@@ -102,6 +102,16 @@ class ResourceSpec:
 
 
 @dataclass(frozen=True)
+class TrackingSpec:
+    """Where trials also log their config and per-epoch metrics (spectral_study.tracking).
+    ``True``: inside the results folder (``tensorboard/``, ``mlruns/``); a string: that folder,
+    or for MLflow a tracking URI (``http://host:5000``, ``sqlite:///mlflow.db``); None: off."""
+
+    tensorboard: bool | str | None = None
+    mlflow: bool | str | None = None
+
+
+@dataclass(frozen=True)
 class StudySpec:
     name: str
     base: TrialConfig
@@ -114,7 +124,11 @@ class StudySpec:
     concurrency: int | None = None
     retries: int = 2
     failing_modes: tuple[str, ...] | None = None  # test-only: the modes a fault applies to (None: all)
+    tracking: TrackingSpec = TrackingSpec()
     source: str = field(default="<study>", compare=False)
+    # Command-line overrides applied to the file (``training.epochs=1``), as typed; the values
+    # are in the fields above, these are only recorded (the resolved study's header).
+    overrides: tuple[str, ...] = field(default=(), compare=False)
 
     def optuna_storage(self, results_root: str) -> str | None:
         """The Optuna storage URL; ``auto`` is ``optuna.db`` in the study's results folder

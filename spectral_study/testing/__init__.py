@@ -51,3 +51,29 @@ def _merge(base: dict, overrides: dict) -> dict:
         else:
             base[key] = copy.deepcopy(value)
     return base
+
+
+def write_trials(spec, configs=None, *, status: str = "completed", prefix: str = "t") -> list[str]:
+    """Trials rows (and their epochs) for ``configs`` (default: the whole grid of ``spec``) in
+    ``spec``'s results folder, with its resolved study.yaml beside them, as a run would leave
+    them, without running anything. Returns the trial ids."""
+    from spectral_study.results import ResultsWriter, results_root, write_text
+    from spectral_study.study import RESOLVED_STUDY_FILE
+
+    root = results_root(spec.storage, spec.name)
+    write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
+    writer, ids = ResultsWriter(root), []
+    for i, config in enumerate(spec.trial_configs() if configs is None else configs):
+        history = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "test_loss": 1.0 / e,
+                    "test_accuracy": 0.5 + e / 100, "epoch_seconds": 1.0} for e in range(1, config.epochs + 1)]
+        trial_id = f"{prefix}{i:04d}"
+        summary = {"config": config.to_dict(), "status": status, "history": history,
+                   "epochs_completed": len(history), "final_test_accuracy": history[-1]["test_accuracy"],
+                   "best_test_accuracy": history[-1]["test_accuracy"], "trainable_params": 10, "total_params": 20}
+        if status == "failed":
+            writer.write_trial(trial_id, spec.name, None, status="failed", error="RuntimeError: boom",
+                               epochs=history[:1], extra={"config": config.to_dict()})
+        else:
+            writer.write_trial(trial_id, spec.name, summary)
+        ids.append(trial_id)
+    return ids
