@@ -172,6 +172,53 @@ def check_storage(at: At, value: Any) -> str:
     return storage
 
 
+# Set (to 1/true/yes) where a local path is known to be the same folder on every node: an NFS
+# mount, or every Ray node on one machine (the test suite's clusters). `--shared-storage` too.
+SHARED_STORAGE_ENV = "SPECTRAL_STUDY_SHARED_STORAGE"
+
+
+class StorageError(StudyError):
+    """Storage the study's trials cannot share (a local folder on a cluster of several nodes)."""
+
+
+def is_local_storage(storage: str) -> bool:
+    """Whether ``storage`` names a folder on this machine's filesystem (a path or a file:// URI),
+    as opposed to an object store every node reaches over the network (s3://, gs://, ...)."""
+    return not is_uri(storage) or storage.lower().startswith("file://")
+
+
+def check_shared_storage(root: str, nodes: Sequence[Mapping], *, address: str | None, cpu: float,
+                         gpu: float, shared: bool | None = None) -> None:
+    """Refuse a local results folder that the nodes running trials would not share.
+
+    Every node writes trial checkpoints under ``root`` and reads them back when a trial is retried
+    or a study resumed, possibly on another node: a local folder works on one machine only. It is
+    refused when the live ``nodes`` (``ray.nodes()``) are more than one, or when, joining a cluster
+    at ``address``, none of them can run a trial (``cpu``, ``gpu``): trials would then wait for
+    nodes an autoscaler starts on other machines. ``shared`` (``--shared-storage``; None: the
+    `SHARED_STORAGE_ENV` variable) declares the path the same folder on every node (NFS).
+    """
+    if shared is None:
+        shared = os.environ.get(SHARED_STORAGE_ENV, "").strip().lower() in ("1", "true", "yes")
+    if shared or not is_local_storage(root):
+        return
+    alive = [node for node in nodes if node.get("Alive")]
+    fits = [node for node in alive if node.get("Resources", {}).get("CPU", 0) >= cpu
+            and node.get("Resources", {}).get("GPU", 0) >= gpu]
+    cluster = f"the Ray cluster at {address}" if address else "this Ray cluster"
+    if len(alive) > 1:
+        why = f"{cluster} has {len(alive)} nodes"
+    elif address and not fits:
+        why = f"no node of {cluster} can run a trial ({cpu:g} CPU, {gpu:g} GPU), so it runs on nodes started later"
+    else:
+        return
+    raise StorageError(
+        f"{root}: a local folder, but {why}: a trial on another node, or retried there, would not find "
+        f"its checkpoints. Use storage every node reaches: --storage s3://BUCKET/prefix (or gs://...), or "
+        f"a filesystem mounted at this path on every node (NFS) and --shared-storage "
+        f"(or {SHARED_STORAGE_ENV}=1)")
+
+
 def _check_local_dir(at: At, shown: str, path: str) -> None:
     probe = Path(path)
     while not probe.exists() and probe.parent != probe:

@@ -21,9 +21,13 @@ from pathlib import Path
 
 import yaml
 
+from spectral_study._validate import SHARED_STORAGE_ENV
+
 EXIT_BAD_INPUT = 2
 OVERRIDES_HELP = ("override a field of the study file, e.g. training.epochs=1 search.repeats=5 "
                   "model.widths=[64,256] (the value is read as YAML)")
+SHARED_HELP = ("the local storage path is the same folder on every node (NFS): allow it on a cluster of "
+               f"several nodes (or set {SHARED_STORAGE_ENV}=1)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,12 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster to join ('auto', 'ray://host:10001'); "
                                        "default: start an embedded local Ray")
     run.add_argument("--storage", help="override the study's storage (a path or a URI such as s3://bucket/x)")
+    run.add_argument("--shared-storage", action="store_true", help=SHARED_HELP)
     run.add_argument("--name", help="override the study's name (its results folder)")
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted study from its results folder")
     resume.add_argument("path", help="results/<study> (its latest run), or one of its _tune* folders")
     resume.add_argument("--address", help="Ray cluster to join; default: an embedded local Ray")
+    resume.add_argument("--shared-storage", action="store_true", help=SHARED_HELP)
     resume.set_defaults(handler=_resume)
 
     status = commands.add_parser("status", help="trials done / stopped / failed / diverged and the best so far")
@@ -102,10 +108,12 @@ def _validate(args) -> int:
     spec = _load_spec(args.study, args.overrides)
     if spec is None:
         return EXIT_BAD_INPUT
+    from spectral_study.results import join_uri  # keeps a URI's ?query at its end
+
     kind = (f"grid, {spec.search.repeats} seed(s) per cell" if spec.search.type == "grid"
             else f"optuna {spec.search.sampler}, {spec.search.metric} {spec.search.direction}")
     print(f"{args.study}: ok — study {spec.name!r}: {spec.trial_count()} trials ({kind}) on {spec.base.dataset}, "
-          f"{spec.base.epochs} epochs, scheduler {spec.scheduler.type}, results in {spec.storage}/{spec.name}")
+          f"{spec.base.epochs} epochs, scheduler {spec.scheduler.type}, results in {join_uri(spec.storage, spec.name)}")
     if args.list:
         for line in trial_lines(spec):
             print(line)
@@ -155,22 +163,24 @@ def _run(args) -> int:
     print(f"study {spec.name}: {spec.trial_count()} trials ({spec.search.type}), "
           f"results -> {results_root(spec.storage, spec.name)}", flush=True)
     try:
-        outcome = run_study(spec, address=args.address, extend=args.extend)
+        outcome = run_study(spec, address=args.address, shared_storage=args.shared_storage or None,
+                            extend=args.extend)
     except DatasetError as error:
         return _bad_input(f"{args.study}: dataset: {error}")
-    except StudyError as error:
+    except (StudyError, ResultsError) as error:  # storage the trials cannot use
         return _bad_input(str(error))
     return outcome.exit_code
 
 
 def _resume(args) -> int:
     from spectral_study.data import DatasetError
+    from spectral_study.results import ResultsError
     from spectral_study.study import StudyError
     from spectral_study.tune import resume_study
 
     try:
-        outcome = resume_study(args.path, address=args.address)
-    except (FileNotFoundError, DatasetError, StudyError) as error:
+        outcome = resume_study(args.path, address=args.address, shared_storage=args.shared_storage or None)
+    except (FileNotFoundError, DatasetError, StudyError, ResultsError) as error:
         return _bad_input(str(error))
     return outcome.exit_code
 

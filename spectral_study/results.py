@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import math
 import os
+import posixpath
 import re
 import urllib.parse
 import uuid
@@ -267,11 +268,21 @@ def results_root(storage: str, name: str) -> str:
 
 
 def study_root(path: str) -> str:
-    """A study's results folder from what a user typed: the folder itself or its ``_tune``."""
-    root = os.fspath(path).rstrip("/")
-    if root.endswith("/" + EXPERIMENT_DIR) or root == EXPERIMENT_DIR:
-        root = root[: -len(EXPERIMENT_DIR)].rstrip("/") or "."
-    return root if "://" in root else str(Path(root).expanduser().resolve())
+    """A study's results folder from what a user typed: the folder itself or its ``_tune``. A
+    URI keeps its query: ``s3://b/r/x/_tune?scheme=http`` gives ``s3://b/r/x?scheme=http``."""
+    text = os.fspath(path)
+    if "://" in text:
+        split = urllib.parse.urlsplit(text)
+        return urllib.parse.urlunsplit(split._replace(path=_strip_experiment_dir(split.path)))
+    root = _strip_experiment_dir(text) or "."
+    return str(Path(root).expanduser().resolve())
+
+
+def _strip_experiment_dir(path: str) -> str:
+    path = path.rstrip("/")
+    if path.endswith("/" + EXPERIMENT_DIR) or path == EXPERIMENT_DIR:
+        path = path[: -len(EXPERIMENT_DIR)].rstrip("/")
+    return path
 
 
 def join_uri(root: str, *parts: str) -> str:
@@ -291,16 +302,43 @@ def filesystem(root) -> tuple[pafs.FileSystem, str]:
     try:
         fs, path = pafs.FileSystem.from_uri(text)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
-        raise ResultsError(f"{text}: not a results location pyarrow can open ({error})") from None
+        raise ResultsError(f"{text}: not a results location pyarrow can open ({_first_line(error)})") from None
     return fs, path.rstrip("/")
 
 
+def check_location(root) -> None:
+    """Check, writing nothing, that ``root`` can be reached and that it or a folder above it
+    exists (an object store's bucket, at least): a `ResultsError` naming the location otherwise.
+    Runners call it before starting anything, so a mistyped bucket or endpoint is one line."""
+    fs, path = filesystem(root)
+    probe = path
+    try:
+        while probe:
+            kind = fs.get_file_info(probe).type
+            if kind == pafs.FileType.Directory:
+                return
+            if kind != pafs.FileType.NotFound:
+                raise ResultsError(f"{os.fspath(root)}: {probe} is a file, not a folder")
+            parent = posixpath.dirname(probe.rstrip("/"))
+            probe = parent if parent != probe else ""
+    except OSError as error:  # an endpoint that cannot be reached, access denied, ...
+        raise ResultsError(f"{os.fspath(root)}: cannot reach it: {_first_line(error)}") from None
+    bucket = path.split("/", 1)[0]
+    hint = f": no bucket {bucket!r} there; create it first (`aws s3 mb s3://{bucket}`)" \
+        if isinstance(fs, pafs.S3FileSystem) else ""
+    raise ResultsError(f"{os.fspath(root)}: neither it nor a folder above it exists{hint}")
+
+
 def write_text(root, name: str, text: str) -> None:
-    """Write ``root/name`` (a local path or a URI), creating ``root`` if needed."""
+    """Write ``root/name`` (a local path or a URI), creating ``root`` if needed; a location that
+    cannot be written (no such bucket, endpoint unreachable, access denied) is a `ResultsError`."""
     fs, base = filesystem(root)
-    fs.create_dir(base, recursive=True)
-    with fs.open_output_stream(f"{base}/{name}") as stream:
-        stream.write(text.encode())
+    try:
+        fs.create_dir(base, recursive=True)
+        with fs.open_output_stream(f"{base}/{name}") as stream:
+            stream.write(text.encode())
+    except OSError as error:
+        raise ResultsError(f"{join_uri(os.fspath(root), name)}: cannot write there: {_first_line(error)}") from None
 
 
 def read_text(root, name: str) -> str:
@@ -310,14 +348,23 @@ def read_text(root, name: str) -> str:
         with fs.open_input_stream(f"{base}/{name}") as stream:
             return stream.read().decode()
     except (FileNotFoundError, OSError) as error:
-        raise FileNotFoundError(f"{os.fspath(root)}/{name}: cannot read ({error})") from None
+        raise FileNotFoundError(f"{join_uri(os.fspath(root), name)}: cannot read ({_first_line(error)})") from None
 
 
 def _existing(path) -> tuple[pafs.FileSystem, str]:
     fs, root = filesystem(path)
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
+    try:
+        kind = fs.get_file_info(root).type
+    except OSError as error:  # an object store that cannot be reached, or refuses us
+        raise ResultsError(f"{os.fspath(path)}: cannot read there: {_first_line(error)}") from None
+    if kind != pafs.FileType.Directory:
         raise ResultsError(f"{os.fspath(path)}: no results folder there; `{PRODUCER}` writes one")
     return fs, root
+
+
+def _first_line(error: BaseException) -> str:
+    """pyarrow's reason, on one line (its S3 errors can run over several)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _read(fs: pafs.FileSystem, root: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:

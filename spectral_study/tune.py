@@ -47,7 +47,13 @@ from spectral_study import runs  # noqa: E402
 from spectral_study._validate import check_shared_storage  # noqa: E402
 from spectral_study.callback import StudyCallback, trial_config  # noqa: E402
 from spectral_study.data import Dataset, load_dataset  # noqa: E402
-from spectral_study.results import EXPERIMENT_DIR, join_uri, results_root, write_text  # noqa: E402
+from spectral_study.results import (  # noqa: E402
+    EXPERIMENT_DIR,
+    check_location,
+    join_uri,
+    results_root,
+    write_text,
+)
 from spectral_study.searcher import TRIAL_STATUS_KEY  # noqa: E402
 from spectral_study.study import RESOLVED_STUDY_FILE, StudySpec, load_resolved_study  # noqa: E402
 from spectral_study.tracking import resolve as resolve_tracking  # noqa: E402
@@ -61,6 +67,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, shared_storage: bo
     a local storage path is the same folder on every node (see `check_shared_storage`).
     ``extend``: run only the trials the results folder lacks (`spectral_study.runs`)."""
     root = results_root(spec.storage, spec.name)
+    check_location(root)  # before Ray starts: a mistyped bucket or endpoint is one line
     plan = runs.plan_run(spec, extend=extend)  # a second run into one folder is refused here
     tracking = resolve_tracking(spec.tracking, root)
     if plan.existing or not plan.trials:
@@ -71,8 +78,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, shared_storage: bo
     _quiet_tune()
     with _ray_session(address, echo):
         _check_storage_is_shared(root, spec, address, shared_storage)
-        # The first write: a location that cannot be written stops here, before any trial.
-        write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())
+        write_text(root, RESOLVED_STUDY_FILE, spec.to_yaml())  # the first write, before any trial
         data = _load_data(spec, echo)
         tuner = tune.Tuner(_trainable(spec, data), param_space=_param_space(spec, plan.configs),
                            tune_config=_tune_config(spec),
