@@ -215,7 +215,8 @@ def _refusal(root: str, spec: StudySpec, n: int, started: bool) -> str:
     held = f"holds {n} trial{'s' if n != 1 else ''}" if n else "holds a run that was started"
     return (f"{root}: {held} already; a results folder holds one study, run once. "
             f"`spectral-study resume {root}` continues an interrupted run; "
-            f"`spectral-study run {spec.source} --extend` adds only the missing cells or seeds; "
+            f"`spectral-study run {' '.join([spec.source, *spec.overrides])} --extend` adds only the missing "
+            f"cells or seeds; "
             f"`--name NEW_NAME` runs it into a new folder")
 
 
