@@ -50,8 +50,11 @@ clean:
 # and tables into docs/results/. A study whose results folder exists is resumed instead (a run
 # stopped half-way continues; a finished one ends at once), so `make reproduce` can be run again.
 # It stops at the first study that fails (exit code 1: a trial failed; 2: bad input) and says which.
-REPRO_STUDIES ?= fmnist-lr-tuning fmnist-perceptron-weights fmnist-pruning-tanh fmnist-pruning-relu \
-                 fmnist-widths-relu fmnist-widths-linear fmnist-pruning-tanh-init2022
+# The authors' protocols first (paper-*: their settings, setting by setting), then ours (fmnist-*:
+# learning rates tuned per mode, biases), side by side in docs/results/{authors,tuned}/.
+REPRO_STUDIES ?= paper-pruning-fmnist-tanh paper-pruning-fmnist-relu paper-widths-fmnist-tanh \
+                 paper-widths-fmnist-linear fmnist-lr-tuning fmnist-perceptron-weights fmnist-pruning-tanh \
+                 fmnist-pruning-relu fmnist-widths-relu fmnist-widths-linear
 reproduce: setup
 	@for s in $(REPRO_STUDIES); do \
 	  if [ -f results/$$s/study.yaml ] && [ -d results/$$s/_tune ]; then \
@@ -65,9 +68,13 @@ reproduce: setup
 	$(MAKE) figures
 
 figures:
-	$(BIN)/python -m analysis.lr_tuning results/fmnist-lr-tuning --out docs/results
-	$(BIN)/python -m analysis.curves results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
-	$(BIN)/python -m analysis.claims results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results
-	$(BIN)/python -m analysis.pruning results/fmnist-pruning-tanh results/fmnist-pruning-relu --out docs/results
-	$(BIN)/python -m analysis.weights results/fmnist-perceptron-weights --out docs/results
-	$(BIN)/python -m analysis.pruning results/fmnist-pruning-tanh-init2022 --out docs/results/init2022
+	$(BIN)/python -m analysis.pruning_epochs results/paper-pruning-fmnist-tanh results/paper-pruning-fmnist-relu --out docs/results/authors
+	$(BIN)/python -m analysis.pruning results/paper-pruning-fmnist-tanh results/paper-pruning-fmnist-relu --out docs/results/authors
+	$(BIN)/python -m analysis.curves results/paper-widths-fmnist-tanh results/paper-widths-fmnist-linear --out docs/results/authors
+	$(BIN)/python -m analysis.claims results/paper-widths-fmnist-tanh results/paper-widths-fmnist-linear --out docs/results/authors
+	$(BIN)/python -m analysis.lr_tuning results/fmnist-lr-tuning --out docs/results/tuned
+	$(BIN)/python -m analysis.curves results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results/tuned
+	$(BIN)/python -m analysis.claims results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results/tuned
+	$(BIN)/python -m analysis.pruning results/fmnist-pruning-tanh results/fmnist-pruning-relu --out docs/results/tuned
+	$(BIN)/python -m analysis.pruning_epochs results/fmnist-pruning-tanh results/fmnist-pruning-relu --out docs/results/tuned
+	$(BIN)/python -m analysis.weights results/fmnist-perceptron-weights --out docs/results/tuned
