@@ -17,7 +17,9 @@ import torch
 
 CHECKPOINT_FILE = "state.pt"
 # What a reported state carries that is worth keeping; the summary is reported, not restored.
-CHECKPOINT_KEYS = ("trainers", "history", "elapsed_seconds", "attempts", "pruning")
+# "trainers" holds one state per seed, the same whether the seeds trained stacked or one by
+# one; "members" (trials that pack their seeds) each seed's own history and pruning rows.
+CHECKPOINT_KEYS = ("trainers", "history", "elapsed_seconds", "attempts", "pruning", "members")
 
 
 def save_checkpoint(state: dict, directory: str | os.PathLike) -> Path:

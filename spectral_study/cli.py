@@ -5,6 +5,7 @@
     spectral-study run STUDY.yaml [KEY=VALUE ...] [--extend] [--address ADDR] [--storage PATH] [--name N]
     spectral-study resume PATH              continue an interrupted study
     spectral-study status PATH              trials done / running / failed and the best so far
+    spectral-study compact PATH             merge a study's per-trial fragments into one file per table
 
 KEY=VALUE overrides a field of the study file (``training.epochs=1 model.widths=[64,256]``, the
 value read as YAML; spectral_study.study.overrides). Exit codes: 0 every trial completed, was
@@ -85,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="trials done / stopped / failed / diverged and the best so far")
     status.add_argument("path", help="results/<study>")
     status.set_defaults(handler=_status)
+
+    compact = commands.add_parser("compact", help="merge a finished study's per-trial Parquet fragments into "
+                                                  "one file per table (run and resume do it when every trial ends)")
+    compact.add_argument("path", help="results/<study>")
+    compact.set_defaults(handler=_compact)
 
     from spectral_study import data_cli  # here, not at the top: data_cli imports EXIT_BAD_INPUT from us
     data_cli.add_parser(commands)
@@ -191,6 +197,17 @@ def _status(args) -> int:
 
     try:
         print(study_status(args.path))
+    except ResultsError as error:
+        return _bad_input(str(error))
+    return 0
+
+
+def _compact(args) -> int:
+    from spectral_study.compaction import compact_results
+    from spectral_study.results import ResultsError, study_root
+
+    try:
+        print(compact_results(study_root(args.path)))
     except ResultsError as error:
         return _bad_input(str(error))
     return 0

@@ -45,6 +45,7 @@ from spectral_study.vocabulary import (
     EIGVAL_INITS,
     EIGVAL_MODES,
     INJECTED_FAILURES,
+    MEMBER_TRAINING,
     MODES,
     NORMALIZATIONS,
     OPTIMIZERS,
@@ -135,6 +136,18 @@ class TrialConfig:
     seed: int = setting(0, Integer(0))
     # Seeds seed, seed+1, … trained in lockstep; the trial reports their mean (Optuna objectives).
     repeats: int = setting(1, Integer(1))
+    # True: those seeds are separate results packed into one trial (a grid's search.pack_seeds),
+    # each with its own row in every table (`members`); False: one result, their mean.
+    pack_seeds: bool = setting(False, Boolean())
+    # How the seeds train: one stacked model ("batched"), one after another ("sequential"), or
+    # "auto": batched on a GPU, and on a CPU while no layer has over 2^20 weights (measured:
+    # spectral_study.trial.member_groups, benchmarks/packing.py).
+    member_training: str = setting("auto", Choice(MEMBER_TRAINING), section="training")
+    # A checkpoint every this many epochs (and always with the last one): a retried trial repeats at
+    # most checkpoint_every - 1 epochs. 5 because a checkpoint through Ray Tune measured 0.3-1.0 s
+    # (the file itself 8-45 ms) against 1.7-22 s per Fashion-MNIST epoch on 1 core: every epoch
+    # would add up to ~30 % to small networks, every 5th at most ~6 % (benchmarks/checkpoint_cost.py).
+    checkpoint_every: int = setting(5, Integer(1), section="training")
     device: str = setting("auto", Choice(DEVICES), section="", column="device_requested")
 
     # -- after training
@@ -190,6 +203,15 @@ class TrialConfig:
     def seeds(self) -> tuple[int, ...]:
         return tuple(self.seed + k for k in range(self.repeats))
 
+    def members(self) -> list[TrialConfig]:
+        """One config per seed, as the trial of that seed alone would have (``repeats`` 1, its
+        own cell label): the config of each result of a trial that packs its seeds."""
+        return [self.replace(seed=seed, repeats=1,
+                             cell=None if self.cell is None else cell_label(
+                                 self.mode, self.widths, self.activation, self.eigenvalues, seed, 1,
+                                 self.subset_seed))
+                for seed in self.seeds]
+
     def columns(self) -> dict:
         """The ``trials`` table's config columns of this trial (see `config_columns`)."""
         row = {}
@@ -199,6 +221,14 @@ class TrialConfig:
                    width=self.widths[0] if self.widths else 0)
         row["config_json"] = json.dumps(self.to_dict(), sort_keys=True)
         return row
+
+
+def cell_label(mode: str, widths, activation: str, eigenvalues: str,
+               seed: int, repeats: int = 1, subset_seed: int | None = None) -> str:
+    """A readable trial label for logs, e.g. ``spectral-eigvals_w256_relu_both_s0``."""
+    seeds = f"s{seed}" if repeats == 1 else f"s{seed}-{seed + repeats - 1}"
+    subset = "" if subset_seed is None else f"_sub{subset_seed}"
+    return f"{mode}_w{encode_widths(widths)}_{activation}_{eigenvalues}{subset}_{seeds}"
 
 
 def config_columns() -> dict[str, type]:

@@ -18,11 +18,19 @@ Initialisation defaults and why:
 - dense modes: ``nn.Linear``'s default (U(±1/√in)), the standard a reader compares against;
   dense-restricted keeps that init for its frozen weights. ``dense_init="glorot"`` is Keras'
   default (Glorot-uniform weights, zero biases), what the authors' dense baselines used.
+
+Members: `stack_network` turns K networks of one spec (one per seed) into one network whose every
+parameter and buffer has a leading member dimension; it takes K × batch × features inputs and
+trains the K networks at once with batched matrix products (a trial's seeds on a GPU).
+`member_network` takes member k back out as an ordinary network. Each member keeps exactly the
+values its seed gave it, and its state dict is the ordinary network's (`member_state_dict`).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +104,7 @@ class RestrictedLinear(nn.Module):
         dense = dense_layer(in_features, out_features, bias=bias, init=init, generator=generator)
         chosen = torch.randperm(in_features * out_features, generator=subset_generator or generator)[:n_free]
         chosen, _ = chosen.sort()
+        self.members: int | None = None  # K when stacked (`stack_network`)
         self.register_buffer("frozen_weight", dense.weight.detach().clone())
         self.register_buffer("free_index", chosen)
         self.free_weight = nn.Parameter(self.frozen_weight.view(-1)[chosen].clone())
@@ -103,18 +112,47 @@ class RestrictedLinear(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.frozen_weight.view(-1).scatter(0, self.free_index, self.free_weight).view_as(self.frozen_weight)
+        flat = self.frozen_weight.flatten(-2)
+        return flat.scatter(-1, self.free_index, self.free_weight).view_as(self.frozen_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return _linear(x, self.weight, self.bias, self.members)
 
     def parameter_counts(self) -> tuple[int, int]:
         n_bias = 0 if self.bias is None else self.bias.numel()
         return self.free_weight.numel() + n_bias, self.frozen_weight.numel() + n_bias
 
 
+class StackedLinear(nn.Module):
+    """K dense layers as one (`stack_network`'s counterpart of nn.Linear): weight K × out × in,
+    bias K × out, the same names as nn.Linear's so a member's state dict is an nn.Linear's."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.members, self.out_features, self.in_features = weight.shape
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _linear(x, self.weight, self.bias, self.members)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, members={self.members}")
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, members: int | None) -> torch.Tensor:
+    """x Wᵀ + b for one layer (F.linear) or K members (x: K × batch × in, batched)."""
+    if members is None:
+        return F.linear(x, weight, bias)
+    if bias is None:
+        return torch.bmm(x, weight.mT)
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.mT)
+
+
 class Network(nn.Module):
-    """A stack of layers with one activation between them; the last layer gives logits."""
+    """A stack of layers with one activation between them; the last layer gives logits.
+    ``members``: None for one network, K for K stacked ones (`stack_network`)."""
 
     def __init__(self, layers: list[nn.Module], activation: str, spec: ModelSpec | None = None) -> None:
         super().__init__()
@@ -122,6 +160,10 @@ class Network(nn.Module):
         self.activation = activation
         self.spec = spec
         self._act = _ACTIVATION_FUNCTIONS[activation]
+
+    @property
+    def members(self) -> int | None:
+        return getattr(self.layers[0], "members", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
@@ -208,3 +250,87 @@ def dense_layer(n_in: int, n_out: int, *, bias: bool = True, init: str = "unifor
         elif bias:
             layer.bias.copy_((torch.rand(n_out, generator=generator) * 2 - 1) * bound)
     return layer
+
+
+# ------------------------------------------------------------------------------------ members
+
+def stack_network(networks: Sequence[Network]) -> Network:
+    """One network holding ``networks`` (same spec, ordinary, on one device) as members 0 … K−1:
+    each parameter and buffer is their values stacked on a new leading dimension, each trainable
+    flag kept. A member's forward pass and gradients are its own (nothing is shared)."""
+    if not networks or any(n.members is not None for n in networks):
+        raise ValueError("stack_network takes one or more ordinary (unstacked) networks")
+    first = networks[0]
+    shapes = [[tuple(t.shape) for t in n.state_dict().values()] for n in networks]
+    if any(s != shapes[0] for s in shapes) or any(n.activation != first.activation for n in networks):
+        raise ValueError("stack_network needs networks of one architecture")
+    layers = [_restack([n.layers[i] for n in networks]) for i in range(len(first.layers))]
+    return Network(layers, first.activation, first.spec)
+
+
+def member_network(network: Network, k: int) -> Network:
+    """Member ``k`` of a stacked network as an ordinary network (a copy); an ordinary network
+    is its own member 0."""
+    if network.members is None:
+        if k != 0:
+            raise IndexError(f"an ordinary network has only member 0, got {k}")
+        return network
+    if not 0 <= k < network.members:
+        raise IndexError(f"member {k} of a network of {network.members} members")
+    layers = [_unstack(layer, k) for layer in network.layers]
+    return Network(layers, network.activation, network.spec).train(network.training)
+
+
+def member_state_dict(network: Network, k: int) -> dict:
+    """Member ``k``'s state dict, as its ordinary network's (views of the live tensors)."""
+    state = network.state_dict()
+    return state if network.members is None else {name: t[k] for name, t in state.items()}
+
+
+def stack_state_dicts(states: Sequence[dict]) -> dict:
+    """The stacked network's state dict from its members' (the inverse of `member_state_dict`)."""
+    return {name: torch.stack([s[name] for s in states]) for name in states[0]}
+
+
+def _restack(layers: Sequence[nn.Module]) -> nn.Module:
+    first = layers[0]
+    if type(first) is nn.Linear:
+        return StackedLinear(torch.stack([layer.weight.detach() for layer in layers]),
+                             None if first.bias is None else torch.stack([layer.bias.detach() for layer in layers]))
+    return _rebuild(first, lambda name, _: torch.stack([_tensor(layer, name) for layer in layers]), len(layers))
+
+
+def _unstack(layer: nn.Module, k: int) -> nn.Module:
+    if isinstance(layer, StackedLinear):
+        new = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                        device="meta", dtype=layer.weight.dtype).to_empty(device=layer.weight.device)
+        with torch.no_grad():
+            new.weight.copy_(layer.weight[k])
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias[k])
+        new.weight.requires_grad_(layer.weight.requires_grad)
+        if layer.bias is not None:
+            new.bias.requires_grad_(layer.bias.requires_grad)
+        return new
+    return _rebuild(layer, lambda _, t: t[k].clone(), None)
+
+
+def _tensor(layer: nn.Module, name: str) -> torch.Tensor:
+    return getattr(layer, name).detach()
+
+
+def _rebuild(layer: nn.Module, values, members: int | None) -> nn.Module:
+    """A copy of ``layer`` (a leaf: SpectralLinear, RestrictedLinear) whose parameters and
+    buffers are ``values(name, tensor)``, trainable flags kept, ``members`` set."""
+    new = copy.copy(layer)  # the plain attributes (sizes, flags); tensors are replaced below
+    for key, value in list(new.__dict__.items()):  # hooks and the like: no dict shared with ``layer``
+        if isinstance(value, (dict, set)):
+            new.__dict__[key] = copy.copy(value)
+    new.__dict__["_parameters"] = {
+        name: None if p is None else nn.Parameter(values(name, p.detach()), requires_grad=p.requires_grad)
+        for name, p in layer._parameters.items()}
+    new.__dict__["_buffers"] = {name: None if b is None else values(name, b) for name, b in layer._buffers.items()}
+    new.__dict__["_non_persistent_buffers_set"] = set(layer._non_persistent_buffers_set)
+    new.__dict__["_modules"] = {}
+    new.members = members
+    return new

@@ -126,7 +126,7 @@ def prune_by_scores(model: Network, fraction: float, scores: list[torch.Tensor])
 def _slice(layer: nn.Module, rows: torch.Tensor, cols: torch.Tensor) -> nn.Module:
     """A new layer of the same kind holding ``layer``'s values at (rows, cols), same flags.
 
-    New layers are built by their constructors (φ keeps its column-major layout) from a
+    New layers are built by their constructors (φ keeps its row-major layout) from a
     throwaway generator or on the meta device, so pruning never draws from torch's global RNG.
     """
     n_out, n_in, has_bias = len(rows), len(cols), layer.bias is not None
@@ -208,34 +208,36 @@ def spectral_pre(model: Network, data, fractions, config: TrainConfig, *, retrai
     return evaluate_pruning(model, data, fractions, methods, "spectral-pre", generator=generator, retrain=retrain)
 
 
-def trial_rows(config: TrialConfig, trainers: list, *, final: bool = True) -> list[dict]:
-    """`run_trial`'s pruning rows for its models as they are now, by mode (dense → direct,
+def member_rows(config: TrialConfig, model: Network, data, train_config: TrainConfig, epoch: int, *,
+                final: bool = True) -> list[dict]:
+    """`run_trial`'s pruning rows for one seed's network as it is now, by mode (dense → direct,
     spectral-full and -eigvecs → spectral-post, spectral-eigvals → spectral-eigvals-post and, when
     ``final``, the retraining pre-training filter spectral-pre), with the requested methods that
-    apply; each row carries the epoch the models have reached. With several seeds the accuracy is
-    their mean, like the trial's other metrics. No hidden layer: no rows."""
+    apply; each row carries ``epoch``, the epoch the network has reached. ``random`` scores are
+    drawn from the seed of ``train_config``. No hidden layer: no rows."""
     spec = config.pruning
     if spec is None or not config.widths:
         return []
     fractions = spec.fractions
-    per_seed = []
-    for trainer in trainers:
-        model, data, train_config = trainer.model, trainer.data, trainer.config
-        methods = [m for m in spec.methods if m in applicable_methods(model)]
+    methods = [m for m in spec.methods if m in applicable_methods(model)]
 
-        def seeded(seed: int = train_config.seed) -> torch.Generator:  # same random scores per protocol
-            return torch.Generator().manual_seed(seed)
+    def seeded(seed: int = train_config.seed) -> torch.Generator:  # same random scores per protocol
+        return torch.Generator().manual_seed(seed)
 
-        if config.mode in DENSE_MODES:
-            rows = direct(model, data, fractions, methods=methods, generator=seeded())
-        elif config.mode == "spectral-eigvals":
-            rows = evaluate_pruning(model, data, fractions, methods, "spectral-eigvals-post", generator=seeded())
-            if final:
-                rows += spectral_pre(model, data, spec.fractions_to_retrain, train_config,
-                                     retrain_epochs=spec.retrain_epochs, methods=methods, generator=seeded())
-        else:
-            rows = spectral_post(model, data, fractions, methods=methods, generator=seeded())
-        per_seed.append(rows)
-    epoch = trainers[0].epoch
-    return [{**rows[0], "epoch": epoch, "test_accuracy": sum(r["test_accuracy"] for r in rows) / len(rows)}
-            for rows in zip(*per_seed)]
+    if config.mode in DENSE_MODES:
+        rows = direct(model, data, fractions, methods=methods, generator=seeded())
+    elif config.mode == "spectral-eigvals":
+        rows = evaluate_pruning(model, data, fractions, methods, "spectral-eigvals-post", generator=seeded())
+        if final:
+            rows += spectral_pre(model, data, spec.fractions_to_retrain, train_config,
+                                 retrain_epochs=spec.retrain_epochs, methods=methods, generator=seeded())
+    else:
+        rows = spectral_post(model, data, fractions, methods=methods, generator=seeded())
+    return [{**row, "epoch": epoch} for row in rows]
+
+
+def mean_rows(per_member: list[list[dict]]) -> list[dict]:
+    """One row per (protocol, method, fraction) with the members' mean test accuracy: the
+    pruning rows of a trial that reports the mean of its seeds (``repeats``)."""
+    return [{**rows[0], "test_accuracy": sum(r["test_accuracy"] for r in rows) / len(rows)}
+            for rows in zip(*per_member)]

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -122,10 +121,19 @@ class ResultsWriter:
         it reported. ``status`` overrides the summary's (e.g. "stopped" by ASHA; default
         "failed" without a summary). ``extra`` adds runner facts (node_id, attempt, ray_version…).
         The trials row is written last: a trial counts as done (`completed_trial_ids`) only once
-        all its other fragments are in place.
+        all its other fragments are in place. A trial that packed its seeds (``pack_seeds``)
+        writes one trial per seed, ``<trial_id>-s<seed>`` (`member_trial_id`), each from its own
+        summary (``summary["members"]``); failed before it returned, each seed's row says so.
         """
-        if not isinstance(trial_id, str) or not _TRIAL_ID.fullmatch(trial_id):
-            raise ResultsError(f"trial_id must match {_TRIAL_ID.pattern} (it names a file), got {trial_id!r}")
+        if not isinstance(trial_id, str) or not _TRIAL_ID.fullmatch(trial_id) or trial_id == "compacted":
+            raise ResultsError(f"trial_id must match {_TRIAL_ID.pattern} (it names a file) and not be "
+                               f"'compacted', got {trial_id!r}")
+        members = _packed(trial_id, summary, extra)
+        for member_id, member, member_extra in members:  # no per-seed epochs without its summary
+            self.write_trial(member_id, study, member, status=status, error=error,
+                             epochs=None if member else [], extra=member_extra)
+        if members:
+            return
         extra = dict(extra or {})
         unknown = sorted(set(extra) - _EXTRA_KEYS)
         if unknown:
@@ -167,11 +175,17 @@ class ResultsWriter:
             raise
 
 
-def load_results(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """Every table of a study's results; a table no trial wrote is an empty frame."""
+def load_results(path: str | os.PathLike, tables=None) -> dict[str, pd.DataFrame]:
+    """Every table of a study's results, or only those named in ``tables`` (``["trials"]``: the
+    others are not read); a table no trial wrote is an empty frame."""
+    names = TABLES if tables is None else ([tables] if isinstance(tables, str) else list(tables))
+    for name in names:
+        if name not in TABLES:
+            raise ResultsError(f"unknown results table {name!r}; available: {', '.join(TABLES)}")
     fs, root = _existing(path)
-    tables = {name: _read(fs, root, name) for name in TABLES}
-    if all(len(frame) == 0 for frame in tables.values()):
+    tables = {name: _read(fs, root, name) for name in names}
+    trials = tables["trials"] if "trials" in tables else _read(fs, root, "trials", columns=["trial_id"])
+    if len(trials) == 0 and all(len(frame) == 0 for frame in tables.values()):
         raise ResultsError(f"{os.fspath(path)}: holds no results (no {'/'.join(TABLES)} fragments); "
                            f"`{PRODUCER}` writes them")
     return tables
@@ -227,6 +241,26 @@ def _trial_row(summary: dict, history: list[dict], extra: dict, status: str | No
                finished_at=datetime.now(timezone.utc))
     row.update(extra)
     return row
+
+
+def member_trial_id(trial_id: str, seed: int) -> str:
+    """The trial id of one seed of a trial that packed its seeds: ``<trial_id>-s<seed>``."""
+    return f"{trial_id}-s{seed}"
+
+
+def _packed(trial_id: str, summary: dict | None, extra: dict | None) -> list[tuple[str, dict | None, dict]]:
+    """(trial id, summary, extra) per seed of a trial that packed its seeds; [] for any other."""
+    extra = dict(extra or {})
+    if summary and summary.get("members"):
+        return [(member_trial_id(trial_id, m["config"]["seed"]), m, extra) for m in summary["members"]]
+    raw = (summary or {}).get("config") or extra.get("config") or {}
+    if summary or not raw.get("pack_seeds") or int(raw.get("repeats") or 1) < 2:
+        return []
+    try:  # failed (or stopped) before it returned: one row per seed, with that seed's config
+        configs = TrialConfig.from_dict(raw).members()
+    except TrialConfigError:
+        return []
+    return [(member_trial_id(trial_id, c.seed), None, {**extra, "config": c.to_dict()}) for c in configs]
 
 
 def _coerce(value, type_: pa.DataType):
@@ -368,14 +402,8 @@ def _first_line(error: BaseException) -> str:
 
 
 def _read(fs: pafs.FileSystem, root: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read one table's fragments with its fixed schema; hidden temporaries and other files are
-    skipped, and a column added to the schema later reads as null in older fragments."""
-    schema = SCHEMAS[name]
-    directory = f"{root}/{name}"
-    if fs.get_file_info(directory).type != pafs.FileType.Directory:
-        return schema.empty_table().select(columns or schema.names).to_pandas(types_mapper=_NULLABLE.get)
-    files = sorted(info.path for info in fs.get_file_info(pafs.FileSelector(directory))
-                   if info.is_file and info.base_name.endswith(".parquet")
-                   and not info.base_name.startswith((".", "_")))
-    table = ds.dataset(files, schema=schema, format="parquet", filesystem=fs).to_table(columns=columns)
-    return table.to_pandas(types_mapper=_NULLABLE.get)
+    """Read one table with its fixed schema: per-trial fragments and, once the study was
+    compacted, its compacted file (`spectral_study.compaction.read_table`)."""
+    from spectral_study.compaction import read_table
+
+    return read_table(fs, root, name, columns)

@@ -10,11 +10,21 @@ Multiplying out gives the direct-space weight
 so a forward pass is ``F.linear(x, W, b)``. Which of φ, λ_in, λ_out (and b) are trained defines
 the learning mode (see `spectral_study.models`).
 
-Speed: W is rebuilt on every forward pass. A plain autograd graph for φ·(λ_in − λ_out) keeps the
-(out × in) difference matrix alive and makes several full passes over it in backward; the
-custom `_SpectralWeight` function below builds W in two fused passes and, in backward, computes
-only the gradients whose parameters are trained (eigenvalues-only training never forms ∂W/∂φ).
-`benchmarks/layer_speed.py` measures the result against `nn.Linear`.
+Speed (benchmarks/layer_speed.py measures it against `nn.Linear`):
+
+- both eigenvalue sets: `_SpectralLinearFunction` is the whole layer. It builds W in one pass
+  over φ-sized memory and, in backward, turns ∂L/∂W into ∂L/∂φ and both eigenvalue gradients in
+  one more pass (`spectral_study._fused`, compiled C on the CPU; the eager fallback computes the
+  same W and ∂L/∂φ, and the eigenvalue gradients up to summation order), computing only what the
+  trained parameters need.
+- the receiving set (λ_in a constant c): W is never built. y = (c − λ_out) ⊙ (x φᵀ) + b, a
+  matrix product and a per-output scale, so autograd's own backward is the matrix products of
+  `nn.Linear` plus vectors the size of the output.
+
+Members: a layer may hold K independent copies ("members", each seed of a trial) with a leading
+member dimension on every parameter and buffer (φ: K × out × in); its input is then K × batch ×
+in and its products are batched (bmm). `spectral_study.models.stack_network` builds one from K
+ordinary layers, so each member starts exactly where its seed alone would.
 """
 from __future__ import annotations
 
@@ -24,36 +34,84 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spectral_study import _fused
 from spectral_study.vocabulary import EIGENVALUE_SETS, EIGVAL_INITS, PHI_INITS
 
 
-class _SpectralWeight(torch.autograd.Function):
-    """W = φ ⊙ (λ_in[None, :] − λ_out[:, None]) with a hand-written, need-driven backward."""
+def _scale(lambda_in: torch.Tensor, lambda_out: torch.Tensor) -> torch.Tensor:
+    """λ_in[j] − λ_out[i] as a (..., out, in) tensor."""
+    return lambda_in.unsqueeze(-2) - lambda_out.unsqueeze(-1)
+
+
+def spectral_weight(phi: torch.Tensor, lambda_in: torch.Tensor, lambda_out: torch.Tensor) -> torch.Tensor:
+    """W = φ ⊙ (λ_in[None, :] − λ_out[:, None]) (with leading member dimensions, if any), no graph."""
+    if _fused.usable(phi, lambda_in, lambda_out):
+        return _fused.weight(phi, lambda_in, lambda_out)
+    return phi * _scale(lambda_in, lambda_out)
+
+
+def spectral_weight_grads(grad_weight: torch.Tensor, phi: torch.Tensor, lambda_in: torch.Tensor,
+                          lambda_out: torch.Tensor, *, need_phi: bool, need_in: bool, need_out: bool):
+    """(∂L/∂φ, ∂L/∂λ_in, ∂L/∂λ_out) from ∂L/∂W, None where not needed; ``grad_weight`` (fresh,
+    contiguous) is reused for ∂L/∂φ.
+
+        ∂L/∂φ[i, j] = g[i, j] (λ_in[j] − λ_out[i])
+        ∂L/∂λ_in[j] = Σ_i g[i, j] φ[i, j]        ∂L/∂λ_out[i] = −Σ_j g[i, j] φ[i, j]
+    """
+    if _fused.usable(grad_weight, phi, lambda_in, lambda_out):
+        return _fused.grads(grad_weight, phi, lambda_in, lambda_out,
+                            need_phi=need_phi, need_in=need_in, need_out=need_out)
+    grad_in = grad_out = None
+    if need_in or need_out:
+        projected = grad_weight * phi
+        grad_in = projected.sum(-2) if need_in else None
+        grad_out = projected.sum(-1).neg_() if need_out else None
+    grad_phi = grad_weight.mul_(_scale(lambda_in, lambda_out)) if need_phi else None
+    return grad_phi, grad_in, grad_out
+
+
+class _SpectralLinearFunction(torch.autograd.Function):
+    """y = x Wᵀ + b with W = φ ⊙ (λ_in − λ_out): a plain layer (x: N × in, φ: out × in) or K
+    members (x: K × N × in, φ: K × out × in). W is built once and kept for ∂L/∂x."""
 
     @staticmethod
-    def forward(ctx, phi, lambda_in, lambda_out):
-        # φ·λ_in − φ·λ_out, as one multiply and one fused multiply-subtract.
-        weight = phi * lambda_in
-        weight.addcmul_(phi, lambda_out[:, None], value=-1.0)
-        ctx.save_for_backward(phi, lambda_in, lambda_out)
-        return weight
+    def forward(ctx, x, phi, lambda_in, lambda_out, bias):
+        weight = spectral_weight(phi, lambda_in, lambda_out)
+        if phi.dim() == 2:
+            y = x.matmul(weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
+        else:
+            y = torch.bmm(x, weight.mT) if bias is None else torch.baddbmm(bias.unsqueeze(-2), x, weight.mT)
+        ctx.save_for_backward(x, phi, lambda_in, lambda_out, weight)
+        return y
 
     @staticmethod
-    def backward(ctx, grad_weight):
-        phi, lambda_in, lambda_out = ctx.saved_tensors
-        need_phi, need_in, need_out = ctx.needs_input_grad
-        grad_phi = grad_in = grad_out = None
-        if need_in or need_out:
-            # ∂L/∂λ_in[j] = Σ_i g[i, j] φ[i, j];  ∂L/∂λ_out[i] = −Σ_j g[i, j] φ[i, j]
-            projected = grad_weight * phi
-            if need_in:
-                grad_in = projected.sum(0)
-            if need_out:
-                grad_out = projected.sum(1).neg_()
-        if need_phi:
-            grad_phi = grad_weight * lambda_in
-            grad_phi.addcmul_(grad_weight, lambda_out[:, None], value=-1.0)
-        return grad_phi, grad_in, grad_out
+    def backward(ctx, grad):
+        x, phi, lambda_in, lambda_out, weight = ctx.saved_tensors
+        need_x, need_phi, need_in, need_out, need_bias = ctx.needs_input_grad
+        grad_x = grad_phi = grad_in = grad_out = grad_bias = None
+        if need_x:
+            grad_x = grad.matmul(weight)
+        if need_phi or need_in or need_out:
+            grad_weight = grad.mT.matmul(x)  # fresh and contiguous: it becomes ∂L/∂φ in place
+            grad_phi, grad_in, grad_out = spectral_weight_grads(
+                grad_weight, phi, lambda_in, lambda_out, need_phi=need_phi, need_in=need_in, need_out=need_out)
+        if need_bias:
+            grad_bias = grad.sum(-2)
+        return grad_x, grad_phi, grad_in, grad_out, grad_bias
+
+
+def _receiving_linear(x, phi, lambda_in, lambda_out, bias):
+    """The receiving set, W = (c − λ_out[i]) φ[i, :] with c the fixed λ_in: y = (c − λ_out) ⊙ (x φᵀ) + b.
+    The bias is added after the scale (it is not part of W); c is read from the λ_in buffer,
+    which holds that one constant for every sending node."""
+    scale = lambda_in[..., :1] - lambda_out  # (..., out); [..., :1]: no host sync to read c
+    if phi.dim() == 2:
+        z = F.linear(x, phi)
+    else:
+        z = torch.bmm(x, phi.mT)
+        scale = scale.unsqueeze(-2)
+        bias = None if bias is None else bias.unsqueeze(-2)
+    return z * scale if bias is None else torch.addcmul(bias, z, scale)
 
 
 class SpectralLinear(nn.Module):
@@ -108,6 +166,7 @@ class SpectralLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.eigenvalues = eigenvalues
+        self.members: int | None = None  # K when this layer holds K members (see the module docstring)
         dtype = dtype or torch.get_default_dtype()
 
         def uniform(shape, bound):
@@ -115,12 +174,10 @@ class SpectralLinear(nn.Module):
 
         if phi_init == "glorot":
             phi_scale = math.sqrt(6.0 / (in_features + out_features))
-        # φ is (out × in) but stored column-major: F.linear's backward hands us ∂L/∂W in that
-        # layout, and elementwise kernels on operands with mismatched strides are slower than
-        # on matching ones. The price: the forward matmul reads a column-major W, which costs
-        # a little too; row-major φ plus a copy of ∂L/∂W measured about the same on the 2-core
-        # VM (benchmarks/layer_speed.py; run-to-run noise there is ±10 %).
-        self.phi = nn.Parameter(uniform((in_features, out_features), phi_scale).t(),
+        # φ is drawn as (in × out) and transposed, the draw order of the first version, so that a
+        # seed gives the same network as before; it is stored row-major (out × in), the layout
+        # of W and of ∂L/∂W, so the fused passes stream through matching memory.
+        self.phi = nn.Parameter(uniform((in_features, out_features), phi_scale).t().contiguous(),
                                 requires_grad=train_eigvecs)
         if eigval_init == "uniform":
             lambda_out = uniform((out_features,), eigval_scale)
@@ -142,11 +199,22 @@ class SpectralLinear(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        """The direct-space weight W (out × in)."""
-        return _SpectralWeight.apply(self.phi, self.lambda_in, self.lambda_out)
+        """The direct-space weight W (out × in; K × out × in for members), with its graph."""
+        return self.phi * _scale(self.lambda_in, self.lambda_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        if self.members is not None:
+            if x.dim() != 3 or x.shape[0] != self.members:
+                raise ValueError(f"a layer of {self.members} members takes input of shape "
+                                 f"({self.members}, batch, {self.in_features}), got {tuple(x.shape)}")
+            flat = x
+        else:
+            flat = x.reshape(-1, self.in_features)
+        if self.eigenvalues == "receiving":
+            y = _receiving_linear(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
+        else:
+            y = _SpectralLinearFunction.apply(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
+        return y if self.members is not None else y.reshape(*x.shape[:-1], self.out_features)
 
     def eigenvalue_parameters(self) -> list[nn.Parameter]:
         """The eigenvalue parameters (they get their own learning rate)."""
@@ -179,5 +247,6 @@ class SpectralLinear(nn.Module):
         return phi_full
 
     def extra_repr(self) -> str:
+        members = "" if self.members is None else f", members={self.members}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"eigenvalues={self.eigenvalues!r}, bias={self.bias is not None}")
+                f"eigenvalues={self.eigenvalues!r}, bias={self.bias is not None}{members}")

@@ -5,9 +5,10 @@
     result = train(build_model({"mode": "spectral-eigvals", "widths": [64]}), data,
                    TrainConfig(epochs=3, lr_eigvals=0.03))
 
-Batches are drawn by a permutation of indices on the model's device (no DataLoader: the data
-sets studied here fit in memory, and a DataLoader's workers would cost more than the step).
-`Trainer` runs one epoch at a time so that `run_trial` can step several seeds in lockstep.
+Batches are drawn by a permutation of indices (no DataLoader: the data sets studied here fit in
+memory, and a DataLoader's workers would cost more than the step). `Trainer` runs one epoch at a
+time, for one network or for several seeds' networks stacked into one (members), so that
+`run_trial` can step a trial's seeds in lockstep either way.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from torch import nn
 
 from spectral_study.checks import Invalid
 from spectral_study.config import TrialConfig, field_check
+from spectral_study.models import member_network, member_state_dict, stack_state_dicts
 
 Report = Callable[[dict, dict | None], None]
 
@@ -90,82 +92,153 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 class Trainer:
-    """Trains one model on one data set, an epoch per `run_epoch` call."""
+    """Trains one model, an epoch per `run_epoch` call: an ordinary network (one member, seed
+    ``config.seed``) or K networks stacked into one (`spectral_study.models.stack_network`), one
+    per seed of ``seeds``.
 
-    def __init__(self, model: nn.Module, data, config: TrainConfig) -> None:
+    Member k draws its batch order from its own generator seeded with ``seeds[k]`` and has its
+    own loss, gradient and optimiser state (Adam, Adamax and SGD act element by element), so it
+    trains exactly as it would alone; with K = 1 this is the ordinary loop. Batch orders are
+    drawn on the CPU whatever the device, so a seed sees the same batches on a CPU and a GPU and
+    a checkpoint's generator state restores on either.
+    """
+
+    def __init__(self, model: nn.Module, data, config: TrainConfig, *, seeds=None) -> None:
         self.model, self.data, self.config = model, data, config
+        self.seeds = tuple(seeds) if seeds is not None else (config.seed,)
+        self.members = len(self.seeds)
+        self.stacked = getattr(model, "members", None) is not None
+        if (model.members if self.stacked else 1) != self.members:
+            raise ValueError(f"{self.members} seeds for a model of {getattr(model, 'members', None) or 1} member(s)")
         self.device = next(model.parameters()).device
         self.optimizer = make_optimizer(model, config)
-        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
         self.epoch = 0
-        self.best_test_accuracy = 0.0
-        self.diverged = False
+        self.best_test_accuracy = [0.0] * self.members
+        self.diverged = [False] * self.members
 
-    def run_epoch(self) -> dict:
-        """Train one epoch, evaluate on the test set, return the epoch's metrics."""
+    def run_epoch(self) -> list[dict]:
+        """Train one epoch, evaluate on the test set; the epoch's metrics, one dict per member."""
         start = time.perf_counter()
         x, y = self.data.x_train, self.data.y_train
-        n = x.shape[0]
-        order = torch.randperm(n, device=self.device, generator=self.generator)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        n, k = x.shape[0], self.members
+        order = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)
+        loss_sum = torch.zeros(k, device=self.device)
+        correct = torch.zeros(k, device=self.device, dtype=torch.long)
         self.model.train()
         for begin in range(0, n, self.config.batch_size):
-            batch = order[begin:begin + self.config.batch_size]
-            logits = self.model(x[batch])
-            loss = F.cross_entropy(logits, y[batch])
+            batch = order[:, begin:begin + self.config.batch_size]  # row k: member k's batch
+            xb, yb = x[batch], y[batch]
+            logits = self.model(xb) if self.stacked else self.model(xb[0]).unsqueeze(0)
+            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses.sum().backward()  # independent members: each gets the gradient of its own loss
             self.optimizer.step()
             # Accumulated on the device: no host sync inside the loop.
-            loss_sum += loss.detach() * batch.numel()
-            correct += (logits.detach().argmax(1) == y[batch]).sum()
-        test_loss, test_accuracy = evaluate(self.model, self.data.x_test, self.data.y_test,
-                                            self.config.eval_batch_size)
+            loss_sum += losses.detach() * batch.shape[1]
+            correct += (logits.detach().argmax(-1) == yb).sum(-1)
+        tested = evaluate_members(self.model, self.data.x_test, self.data.y_test, k, self.config.eval_batch_size)
         self.epoch += 1
-        train_loss = loss_sum.item() / n  # one host sync per epoch, intended
-        self.diverged = not (math.isfinite(train_loss) and math.isfinite(test_loss))
-        if not self.diverged:
-            self.best_test_accuracy = max(self.best_test_accuracy, test_accuracy)
-        return {
-            "epoch": self.epoch,
-            "train_loss": train_loss,
-            "train_accuracy": correct.item() / n,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "best_test_accuracy": self.best_test_accuracy,
-            "epoch_seconds": time.perf_counter() - start,
-        }
+        seconds = time.perf_counter() - start
+        metrics = []
+        # One host sync per epoch, intended.
+        for m, (loss, right, (test_loss, test_accuracy)) in enumerate(zip(loss_sum.tolist(), correct.tolist(), tested)):
+            train_loss = loss / n
+            self.diverged[m] = not (math.isfinite(train_loss) and math.isfinite(test_loss))
+            if not self.diverged[m]:
+                self.best_test_accuracy[m] = max(self.best_test_accuracy[m], test_accuracy)
+            metrics.append({"epoch": self.epoch, "train_loss": train_loss, "train_accuracy": right / n,
+                            "test_loss": test_loss, "test_accuracy": test_accuracy,
+                            "best_test_accuracy": self.best_test_accuracy[m], "epoch_seconds": seconds})
+        return metrics
 
-    def state_dict(self) -> dict:
+    def member_model(self, k: int) -> nn.Module:
+        """Member ``k`` as an ordinary network (the model itself when it is not stacked)."""
+        return member_network(self.model, k) if self.stacked else self.model
+
+    def member_state(self, k: int) -> dict:
+        """Member ``k``'s checkpointable state, the same whether it trains alone or stacked (so a
+        checkpoint restores under either). It references live tensors."""
         # `diverged` travels with the weights: a trial restored after it diverged must not
         # forget it and report NaN accuracies as "completed".
-        return {"epoch": self.epoch, "best_test_accuracy": self.best_test_accuracy,
-                "diverged": self.diverged,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state()}
+        optimizer = self.optimizer.state_dict()
+        if self.stacked:
+            optimizer = {"state": {i: {key: _member_value(v, k) for key, v in s.items()}
+                                   for i, s in optimizer["state"].items()},
+                         "param_groups": optimizer["param_groups"]}
+        return {"epoch": self.epoch, "best_test_accuracy": self.best_test_accuracy[k],
+                "diverged": self.diverged[k], "model": member_state_dict(self.model, k) if self.stacked
+                else self.model.state_dict(), "optimizer": optimizer, "generator": self.generators[k].get_state()}
+
+    def load_member_states(self, states: list[dict]) -> None:
+        """Restore every member from `member_state` dicts (saved stacked or alone)."""
+        if len(states) != self.members:
+            raise ValueError(f"{len(states)} member states for {self.members} members")
+        latest = max(range(len(states)), key=lambda m: states[m]["epoch"])  # its optimiser step counts
+        self.epoch = states[latest]["epoch"]
+        self.best_test_accuracy = [s["best_test_accuracy"] for s in states]
+        self.diverged = [bool(s.get("diverged", False)) for s in states]
+        if self.stacked:
+            self.model.load_state_dict(stack_state_dicts([s["model"] for s in states]))
+            template = states[latest]["optimizer"]
+            self.optimizer.load_state_dict({
+                "state": {i: {key: torch.stack([s["optimizer"]["state"][i][key] for s in states])
+                              if _per_member(v) else _member_value(v, 0) for key, v in st.items()}
+                          for i, st in template["state"].items()},
+                "param_groups": template["param_groups"]})
+        else:
+            self.model.load_state_dict(states[0]["model"])
+            self.optimizer.load_state_dict(states[0]["optimizer"])
+        for generator, state in zip(self.generators, states):
+            generator.set_state(state["generator"])
+
+    def state_dict(self) -> dict:
+        """The state of a one-member trainer (`member_state` of member 0)."""
+        if self.members != 1:
+            raise ValueError("state_dict() is for one member; use member_state(k)")
+        return self.member_state(0)
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch = state["epoch"]
-        self.best_test_accuracy = state["best_test_accuracy"]
-        self.diverged = bool(state.get("diverged", False))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        self.load_member_states([state])
+
+
+def _per_member(value) -> bool:
+    """Optimiser state that has one value per parameter element (Adam's moments, SGD's
+    momentum) has the member dimension; a step count (a 0-d tensor or a number) does not."""
+    return isinstance(value, torch.Tensor) and value.dim() > 0
+
+
+def _member_value(value, k: int):
+    """Member ``k``'s share of one optimiser state value. A shared value (the step count) is
+    copied: members restored one by one must not step one counter together."""
+    if _per_member(value):
+        return value[k]
+    return value.clone() if isinstance(value, torch.Tensor) else value
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``x, y``."""
+def evaluate_members(model: nn.Module, x: torch.Tensor, y: torch.Tensor, members: int = 1,
+                     batch_size: int = 8192) -> list[tuple[float, float]]:
+    """(mean cross-entropy, accuracy) on ``x, y`` of each member of ``model`` (an ordinary network
+    is one member; a stacked one sees every test example, ``batch_size // members`` at a time)."""
     model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for begin in range(0, x.shape[0], batch_size):
-        logits = model(x[begin:begin + batch_size])
-        target = y[begin:begin + batch_size]
-        loss_sum += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(1) == target).sum()
-    return loss_sum.item() / x.shape[0], correct.item() / x.shape[0]
+    stacked = getattr(model, "members", None) is not None
+    chunk = max(1, batch_size // members)
+    loss_sum = torch.zeros(members, device=x.device)
+    correct = torch.zeros(members, device=x.device, dtype=torch.long)
+    for begin in range(0, x.shape[0], chunk):
+        xb, target = x[begin:begin + chunk], y[begin:begin + chunk]
+        logits = model(xb.expand(members, -1, -1)) if stacked else model(xb).unsqueeze(0)
+        losses = F.cross_entropy(logits.flatten(0, 1), target.repeat(members), reduction="none")
+        loss_sum += losses.view(members, -1).sum(1)
+        correct += (logits.argmax(-1) == target).sum(-1)
+    n = x.shape[0]
+    return [(loss / n, right / n) for loss, right in zip(loss_sum.tolist(), correct.tolist())]
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of an ordinary ``model`` on ``x, y``."""
+    return evaluate_members(model, x, y, 1, batch_size)[0]
 
 
 def train(model: nn.Module, data, config: TrainConfig | dict, report: Report | None = None) -> TrainResult:
@@ -182,10 +255,10 @@ def train(model: nn.Module, data, config: TrainConfig | dict, report: Report | N
     trainer = Trainer(model, data, config)
     result = TrainResult(status="completed")
     while trainer.epoch < config.epochs:
-        metrics = trainer.run_epoch()
+        [metrics] = trainer.run_epoch()
         result.history.append(metrics)
         report(metrics, trainer.state_dict())
-        if trainer.diverged:
+        if trainer.diverged[0]:
             result.status = "diverged"
             break
     return result

@@ -139,8 +139,11 @@ def _trainable(spec: StudySpec, data: Dataset):
         facts = {"node_id": context.get_node_id(),
                  "gpu_ids": ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", []))}
 
-        def report(metrics: dict, state: dict) -> None:
+        def report(metrics: dict, state: dict | None) -> None:
             result = {**metrics, **facts}
+            if state is None:  # an epoch between checkpoints (training.checkpoint_every)
+                tune.report(result)
+                return
             if state.get("summary") is not None:
                 # JSON, so that Tune passes it through as one opaque value.
                 result["summary_json"] = outcomes.summary_to_json(state["summary"])
@@ -232,7 +235,23 @@ def _fit(tuner: tune.Tuner, spec: StudySpec, root: str, echo) -> outcomes.StudyO
     # Tune's ResultGrid looks for the JSON/CSV logs we turned off; our results are the Parquet.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
+    _compact(spec, root, echo)
     return _outcome(spec, root, time.perf_counter() - started, echo)
+
+
+def _compact(spec: StudySpec, root: str, echo) -> None:
+    """One file per table once every trial has finished (spectral_study.compaction); a failure
+    here loses nothing (the fragments stay), so it is reported, not raised."""
+    from spectral_study.compaction import compact_if_finished
+    from spectral_study.results import ResultsError
+
+    try:
+        report = compact_if_finished(root, spec.trial_count())
+    except (OSError, ValueError, ResultsError) as error:  # pyarrow's errors are OSError/ValueError
+        echo(f"results not compacted ({error}); `spectral-study compact {root}` retries")
+        return
+    if report is not None:
+        echo(f"compacted: {report}")
 
 
 def _outcome(spec: StudySpec, root: str, seconds: float, echo) -> outcomes.StudyOutcome:

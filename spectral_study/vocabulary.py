@@ -29,6 +29,9 @@ NO_HIDDEN = "none"
 
 OPTIMIZERS = ("adam", "adamax", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+# How a trial trains its seeds: one stacked model ("batched", bmm), one model after another
+# ("sequential"), or "auto": batched on a GPU, on a CPU for small layers (spectral_study.trial).
+MEMBER_TRAINING = ("auto", "batched", "sequential")
 # Reported once per epoch by the training loop; a study's search metric is one of these.
 EPOCH_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "best_test_accuracy",
                  "epoch_seconds")

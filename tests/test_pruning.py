@@ -63,7 +63,7 @@ def test_layers_keep_their_kind_flags_and_phi_layout(mode, eigenvalues):
         assert ([(n, p.requires_grad) for n, p in old.named_parameters()]
                 == [(n, p.requires_grad) for n, p in new.named_parameters()])
         if isinstance(new, SpectralLinear):
-            assert new.phi.stride(0) == 1 and new.eigenvalues == old.eigenvalues
+            assert new.phi.is_contiguous() and new.eigenvalues == old.eigenvalues  # row-major, as built
             assert isinstance(new.lambda_in, torch.nn.Parameter) == (eigenvalues == "both")
         if isinstance(new, RestrictedLinear):  # the surviving frozen weights are still frozen
             frozen = torch.ones(new.frozen_weight.numel(), dtype=torch.bool)
@@ -162,7 +162,7 @@ def test_spectral_pre_retraining_frees_everything_and_beats_no_retraining():
 PRUNING = {"methods": list(METHODS), "fractions": [0.25, 0.5, 0.9], "retrain_epochs": 1}
 # 2000 training samples: with 600, one retraining epoch is 3 steps and moves nothing.
 SMALL = {"dataset": "synthetic", "synthetic_size": [2000, 500], "widths": [32], "epochs": 2,
-         "lr_eigvals": 0.05, "pruning": PRUNING}
+         "lr_eigvals": 0.05, "pruning": PRUNING, "checkpoint_every": 1}
 TINY = {**SMALL, "synthetic_size": [300, 100]}
 EXPECTED = {  # mode: {protocol: methods}
     "dense": {"direct": ["connectivity", "random"]},

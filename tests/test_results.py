@@ -20,6 +20,7 @@ from spectral_study.results import (
     join_uri,
     load_results,
     load_table,
+    member_trial_id,
     results_root,
     study_root,
 )
@@ -261,3 +262,43 @@ def test_check_location_refuses_a_file_in_the_way(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ResultsError, match="is a file, not a folder"):
         check_location(tmp_path / "file" / "study")
+
+
+# ------------------------------------------------------------------ trials that pack their seeds
+
+@pytest.fixture(scope="module")
+def packed() -> dict:
+    return run_trial({"dataset": "synthetic", "mode": "spectral-eigvals", "widths": [8], "epochs": EPOCHS,
+                      "synthetic_size": [200, 100], "seed": 4, "repeats": 2, "pack_seeds": True})
+
+
+def test_a_packed_trial_writes_one_trial_per_seed_in_every_table(tmp_path, packed):
+    ResultsWriter(tmp_path).write_trial("abc_00001", STUDY, packed, extra={"node_id": "n1", "attempt": 1})
+    tables = load_results(tmp_path)
+    trials = tables["trials"].set_index("trial_id")
+    assert sorted(trials.index) == ["abc_00001-s4", "abc_00001-s5"]  # the pack itself has no row
+    assert member_trial_id("abc_00001", 5) == "abc_00001-s5"
+    assert trials["seed"].tolist() == [4, 5] and set(trials["repeats"]) == {1} and trials["pack_seeds"].all()
+    assert trials["cell"].isna().all() and set(trials["node_id"]) == {"n1"}
+    for member in packed["members"]:
+        row = trials.loc[member_trial_id("abc_00001", member["config"]["seed"])]
+        assert row.final_test_accuracy == member["final_test_accuracy"]
+    for table in ("epochs", "spectra"):
+        counts = tables[table].groupby("trial_id").size()
+        assert counts.to_dict() == {f"abc_00001-s{m['config']['seed']}": len(m["history" if table == "epochs"
+                                                                                 else "spectra"])
+                                    for m in packed["members"]}
+    # Rewritten (a retry), each seed's rows are replaced, not added.
+    ResultsWriter(tmp_path).write_trial("abc_00001", STUDY, packed)
+    assert len(load_results(tmp_path)["epochs"]) == 2 * EPOCHS
+
+
+def test_a_packed_trial_that_failed_writes_a_failed_row_per_seed(tmp_path, packed):
+    config = {k: v for k, v in packed["config"].items()}
+    ResultsWriter(tmp_path).write_trial("abc_00002", STUDY, None, error="boom", epochs=[{"epoch": 1}],
+                                        extra={"config": config, "attempt": 3})
+    trials = load_results(tmp_path)["trials"].set_index("trial_id")
+    assert sorted(trials.index) == ["abc_00002-s4", "abc_00002-s5"]
+    assert set(trials["status"]) == {"failed"} and set(trials["error"]) == {"boom"}
+    assert trials["seed"].tolist() == [4, 5] and set(trials["attempt"]) == {3}
+    assert len(load_table(tmp_path, "epochs")) == 0  # a seed's own epochs are not known without its summary

@@ -1,11 +1,25 @@
-"""Contracts of SpectralLinear: the transfer operator's block is the weight; flags gate gradients."""
+"""Contracts of SpectralLinear: the transfer operator's block is the weight; flags gate gradients;
+the fast paths (fused loops, the receiving set without W, members) compute the plain formula."""
 import itertools
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from spectral_study.spectral import SpectralLinear, _SpectralWeight
+from spectral_study import _fused
+from spectral_study.models import Network, member_network, stack_network
+from spectral_study.spectral import SpectralLinear, _receiving_linear, _SpectralLinearFunction
+
+PATHS = ["fused", "eager"]
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    """Each test runs on the fused CPU loops and on the eager fallback (GPUs, no compiler)."""
+    monkeypatch.setenv("SPECTRAL_STUDY_FUSED", "1" if request.param == "fused" else "0")
+    if request.param == "fused":
+        assert _fused.usable(torch.zeros(2, 2)), "the fused loops should build on this machine (a C compiler)"
+    return request.param
 
 
 @pytest.mark.parametrize("n_in,n_out,eigenvalues", [(3, 2, "both"), (7, 5, "both"), (16, 4, "receiving"),
@@ -67,20 +81,125 @@ def test_gradients_flow_only_to_trained_parameters(flags):
     assert x.grad is not None  # the input still gets its gradient (for deeper networks)
 
 
-def test_custom_backward_matches_the_formula():
-    """The hand-written backward passes gradcheck and equals autograd on φ·(λ_in − λ_out)."""
-    g = torch.Generator().manual_seed(5)
-    phi, lam_in, lam_out = (torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
-                            for shape in ((5, 9), (9,), (5,)))
-    x = torch.randn(11, 9, generator=g, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda p, a, b: F.linear(x, _SpectralWeight.apply(p, a, b)),
-                                    (phi, lam_in, lam_out))
-    ours = torch.autograd.grad(F.linear(x, _SpectralWeight.apply(phi, lam_in, lam_out)).sin().sum(),
-                               (phi, lam_in, lam_out))
-    reference = torch.autograd.grad(F.linear(x, phi * (lam_in[None, :] - lam_out[:, None])).sin().sum(),
-                                    (phi, lam_in, lam_out))
-    for a, b in zip(ours, reference):
+def _reference(x, phi, lambda_in, lambda_out, bias):
+    """The layer as plain autograd on the formula: W built explicitly, then x Wᵀ + b."""
+    weight = phi * (lambda_in.unsqueeze(-2) - lambda_out.unsqueeze(-1))
+    y = x @ weight.mT
+    return y if bias is None else y + bias.unsqueeze(-2)
+
+
+def _inputs(members: tuple, seed: int, n_in=9, n_out=5, batch=11):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn((*members, *shape), generator=g, dtype=torch.float64, requires_grad=True)
+            for shape in ((batch, n_in), (n_out, n_in), (n_in,), (n_out,), (n_out,))]
+
+
+@pytest.mark.parametrize("members", [(), (2,)], ids=["one", "members"])
+def test_both_sets_layer_passes_gradcheck(path, members):
+    """float64 gradcheck of the whole-layer function (its one-pass backward yields ∂x, ∂φ, both
+    eigenvalue gradients and ∂b), with all and with none of the eigenvalues trained."""
+    x, phi, lambda_in, lambda_out, bias = _inputs(members, seed=4, n_in=5, n_out=3, batch=4)
+    assert torch.autograd.gradcheck(_SpectralLinearFunction.apply, (x, phi, lambda_in, lambda_out, bias))
+    assert torch.autograd.gradcheck(lambda x, p: _SpectralLinearFunction.apply(x, p, lambda_in.detach(),
+                                                                               lambda_out.detach(), None), (x, phi))
+
+
+@pytest.mark.parametrize("members", [(), (3,)], ids=["one", "members"])
+@pytest.mark.parametrize("trained", list(itertools.product([False, True], repeat=4)))
+def test_both_sets_layer_equals_the_formula(path, members, trained):
+    """Output and gradients against autograd on φ·(λ_in − λ_out), for every subset of trained
+    tensors (the backward computes only what is trained)."""
+    x, phi, lambda_in, lambda_out, bias = _inputs(members, seed=5)
+    for tensor, on in zip((phi, lambda_in, lambda_out, bias), trained):
+        tensor.requires_grad_(on)
+    args = (x, phi, lambda_in, lambda_out, bias)
+    ours = _SpectralLinearFunction.apply(*args)
+    reference = _reference(*args)
+    torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)
+    wanted = [t for t in args if t.requires_grad]
+    for a, b in zip(torch.autograd.grad(ours.sin().sum(), wanted), torch.autograd.grad(reference.sin().sum(), wanted)):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("members", [(), (3,)], ids=["one", "members"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_receiving_set_without_w_equals_the_formula(members, bias):
+    """y = (c − λ_out) ⊙ (x φᵀ) + b: the bias is not scaled, c is the fixed λ_in (not 0 here)."""
+    x, phi, _, lambda_out, b = _inputs(members, seed=6, n_in=5, n_out=3, batch=4)
+    constant = torch.full((*members, 5), 0.3, dtype=torch.float64)
+    b = b if bias else None
+    args = (x, phi, constant, lambda_out, b)
+    assert torch.autograd.gradcheck(lambda x, p, lo, *rest: _receiving_linear(x, p, constant, lo, *rest or (None,)),
+                                    (x, phi, lambda_out) + ((b,) if bias else ()))
+    ours, reference = _receiving_linear(*args), _reference(*args)
+    torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)
+    wanted = [t for t in (x, phi, lambda_out, b) if t is not None]
+    for a, c in zip(torch.autograd.grad(ours.sin().sum(), wanted), torch.autograd.grad(reference.sin().sum(), wanted)):
+        torch.testing.assert_close(a, c, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("eigenvalues", ["both", "receiving"])
+def test_layer_forward_equals_its_weight(path, eigenvalues):
+    layer = SpectralLinear(7, 4, eigenvalues=eigenvalues, dtype=torch.float64,
+                           generator=torch.Generator().manual_seed(8))
+    x = torch.randn(2, 3, 7, dtype=torch.float64)  # leading dimensions, as nn.Linear takes them
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-12, rtol=0)
+
+
+def test_fused_and_eager_paths_agree_and_are_deterministic(monkeypatch):
+    """Same W and ∂φ bit for bit (same operations, no fused multiply-add); eigenvalue gradients
+    up to summation order; the same inputs give the same bits on 1 and 2 threads."""
+    layer = SpectralLinear(600, 500, generator=torch.Generator().manual_seed(9))  # large enough for 2 threads
+    x = torch.rand(32, 600, generator=torch.Generator().manual_seed(10))
+
+    def run(flag: str, threads: int = 1):
+        monkeypatch.setenv("SPECTRAL_STUDY_FUSED", flag)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            layer.zero_grad(set_to_none=True)
+            y = layer(x)
+            y.pow(2).sum().backward()
+            return [y.detach()] + [p.grad.clone() for p in (layer.phi, layer.lambda_in, layer.lambda_out)]
+        finally:
+            torch.set_num_threads(before)
+
+    fused, eager = run("1"), run("0")
+    assert torch.equal(fused[0], eager[0]) and torch.equal(fused[1], eager[1])
+    for a, b in zip(fused[2:], eager[2:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(fused, run("1", threads=2)))
+    assert all(torch.equal(a, b) for a, b in zip(fused, run("1")))
+
+
+@pytest.mark.parametrize("eigenvalues", ["both", "receiving"])
+def test_stacked_members_compute_what_each_layer_computes_alone(path, eigenvalues):
+    layers = [SpectralLinear(6, 4, eigenvalues=eigenvalues, dtype=torch.float64,
+                             generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    stacked = stack_network([Network([layer], "linear") for layer in layers])
+    assert stacked.members == 3 and stacked.layers[0].phi.shape == (3, 4, 6)
+    x = torch.randn(3, 5, 6, dtype=torch.float64)
+    y = stacked(x)
+    y.sum().backward()
+    for k, layer in enumerate(layers):
+        alone = layer(x[k])
+        alone.sum().backward()
+        torch.testing.assert_close(y[k], alone, atol=1e-12, rtol=0)
+        for name, p in layer.named_parameters():
+            torch.testing.assert_close(getattr(stacked.layers[0], name).grad[k], p.grad, atol=1e-12, rtol=0)
+        back = member_network(stacked, k).layers[0]
+        assert back.members is None and all(torch.equal(back.state_dict()[n], t)
+                                            for n, t in layer.state_dict().items())
+    with pytest.raises(ValueError, match=r"takes input of shape \(3, batch, 6\)"):
+        stacked(x[0])
+
+
+def test_phi_is_row_major_and_keeps_the_first_versions_draw():
+    """φ is stored out × in, row-major; its values are those the first version drew (as in × out,
+    transposed), so a seed still gives the same network."""
+    layer = SpectralLinear(5, 3, generator=torch.Generator().manual_seed(11))
+    drawn = (torch.rand((5, 3), generator=torch.Generator().manual_seed(11)) * 2 - 1) * 0.2
+    assert layer.phi.is_contiguous() and torch.equal(layer.phi.detach(), drawn.t())
 
 
 def test_bad_arguments_are_refused():

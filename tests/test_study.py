@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -557,3 +558,46 @@ def test_optuna_storage_auto_lives_beside_the_results(tmp_path):
     assert parse_study(spec.to_dict()) == spec
     with pytest.raises(StudyError, match="command line: --storage: search.storage 'auto' needs local results"):
         with_overrides(spec, storage="s3://bucket/prefix")
+
+
+# ------------------------------------------------------------------------------ packed seeds
+
+def test_pack_seeds_puts_each_cells_seeds_in_one_trial(tmp_path):
+    spec = load_study(write(tmp_path, BASE + "search:\n  repeats: 3\n  seed: 2\n  pack_seeds: true\n"))
+    configs = spec.trial_configs()
+    assert spec.trial_count() == 12 and spec.scheduled_count() == 4 == len(configs)
+    assert {(c.seed, c.repeats, c.pack_seeds) for c in configs} == {(2, 3, True)}
+    assert configs[0].cell == "spectral-eigvals_w64_relu_both_s2-4"
+    members = configs[0].members()
+    assert [(c.seed, c.repeats, c.cell) for c in members] == [
+        (s, 1, f"spectral-eigvals_w64_relu_both_s{s}") for s in (2, 3, 4)]
+    unpacked = load_study(write(tmp_path, BASE + "search:\n  repeats: 3\n  seed: 2\n"))
+    # Each seed's config is the one the unpacked grid runs, but for the packing fields.
+    expected = {json.dumps({k: v for k, v in c.to_dict().items() if k not in ("pack_seeds", "cell")}, sort_keys=True)
+                for c in unpacked.trial_configs()}
+    got = {json.dumps({k: v for k, v in m.to_dict().items() if k not in ("pack_seeds", "cell")}, sort_keys=True)
+           for c in configs for m in c.members()}
+    assert got == expected
+    assert parse_study(spec.to_dict()) == spec and spec.to_dict()["search"]["pack_seeds"] is True
+    one = load_study(write(tmp_path, BASE + "search:\n  pack_seeds: true\n"))  # one seed: nothing to pack
+    assert not any(c.pack_seeds for c in one.trial_configs()) and one.scheduled_count() == one.trial_count()
+
+
+@pytest.mark.parametrize("text, match", [
+    ("search:\n  repeats: 2\n  pack_seeds: yes please\n", r"search\.pack_seeds: got 'yes please'"),
+    ("search:\n  repeats: 2\n  pack_seeds: true\nscheduler: asha\n",
+     r"search\.pack_seeds: a scheduler \(asha\) would stop a packed trial as a whole"),
+    ("search:\n  type: optuna\n  n_trials: 2\n  pack_seeds: true\n  space: {lr: {low: 0.001, high: 0.1}}\n",
+     r"search\.pack_seeds: .*only for search\.type grid"),
+])
+def test_bad_pack_seeds_is_refused(tmp_path, text, match):
+    assert re.search(match, study_error(tmp_path, BASE + text))
+
+
+def test_member_training_and_checkpoint_every_are_training_settings(tmp_path):
+    spec = load_study(write(tmp_path, BASE + "  member_training: batched\n  checkpoint_every: 5\n"))
+    assert {(c.member_training, c.checkpoint_every) for c in spec.trial_configs()} == {("batched", 5)}
+    assert re.search(r"training\.checkpoint_every: got 0; expected a positive integer",
+                     study_error(tmp_path, BASE + "  checkpoint_every: 0\n"))
+    assert re.search(r"training\.member_training: got 'gpu'; expected one of: auto, batched, sequential",
+                     study_error(tmp_path, BASE + "  member_training: gpu\n"))

@@ -1,14 +1,18 @@
 """run_trial: one trial from a plain config; the paper's claim C1 at one width on real data."""
 import copy
+import dataclasses
+import math
 import subprocess
 import sys
 
 import pytest
+import torch
 
-from spectral_study.trial import TrialConfigError, run_trial
+from spectral_study.data import load_dataset
+from spectral_study.trial import TrialConfig, TrialConfigError, member_groups, run_trial
 
 SMALL = {"dataset": "synthetic", "synthetic_size": [600, 200], "widths": [16], "epochs": 2,
-         "lr_eigvals": 0.05}
+         "lr_eigvals": 0.05, "checkpoint_every": 1}
 
 
 def test_summary_holds_config_counts_accuracy_and_spectra():
@@ -172,3 +176,162 @@ def test_wall_seconds_and_attempts_add_up_over_restores():
     assert resumed["wall_seconds"] > 100.0
     twice = run_trial({**SMALL, "mode": "dense", "epochs": 3}, checkpoint={**checkpoint, "attempts": 2})
     assert twice["attempts"] == 3
+
+
+# ------------------------------------------------------------------ seeds as members of one trial
+
+OWN_FIELDS = ("pack_seeds", "member_training")  # what a packed seed's config says beyond its own trial's
+PACK_PRUNING = {"methods": ["eigenvalue", "eigen-norm", "connectivity", "random"], "fractions": [0.5],
+                "retrain_epochs": 1, "at_epochs": [1]}
+
+
+@pytest.fixture
+def float64():
+    """Networks and data in float64, so that stacked (bmm) and separate (mm) products agree to
+    1e-12 and any real difference between a packed seed and its own trial shows."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    data = load_dataset("synthetic", synthetic_size=(300, 100))
+    yield dataclasses.replace(data, x_train=data.x_train.double(), x_test=data.x_test.double())
+    torch.set_default_dtype(before)
+
+
+def _without(config: dict, keys=OWN_FIELDS) -> dict:
+    return {k: v for k, v in config.items() if k not in keys}
+
+
+def assert_rows_close(ours: list[dict], theirs: list[dict], tol: float = 1e-12) -> None:
+    """Same rows, same keys; numbers within ``tol`` (seconds excepted), the rest equal."""
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert a.keys() == b.keys()
+        for key in a:
+            if key == "epoch_seconds":
+                continue
+            if isinstance(a[key], float) and isinstance(b[key], float):
+                assert a[key] == pytest.approx(b[key], abs=tol, nan_ok=True), key
+            else:
+                assert a[key] == b[key], key
+
+
+def assert_same_result(member: dict, alone: dict, tol: float = 1e-12) -> None:
+    assert _without(member["config"]) == _without(alone["config"])
+    for key in ("status", "epochs_completed", "trainable_params", "total_params"):
+        assert member[key] == alone[key], key
+    for table in ("history", "spectra", "weights", "pruning"):
+        assert_rows_close(member[table], alone[table], tol)
+
+
+@pytest.mark.parametrize("mode", ["spectral-eigvals", "spectral-eigvecs", "spectral-full", "dense",
+                                  "dense-restricted"])
+def test_packed_seeds_are_the_trials_they_would_be_alone(float64, mode):
+    """Each seed of a packed trial, stacked (bmm) or one by one, is its own trial: same config but
+    the packing fields, same epochs, spectra and pruning rows (the retraining filter included)."""
+    base = {"dataset": "synthetic", "mode": mode, "widths": [8], "epochs": 2, "batch_size": 64, "seed": 3,
+            "lr_eigvals": 0.05 if mode in ("spectral-eigvals", "spectral-full") else None, "pruning": PACK_PRUNING}
+    alone = [run_trial({**base, "seed": seed}, data=float64) for seed in (3, 4, 5)]
+    for training in ("batched", "sequential"):
+        packed = run_trial({**base, "repeats": 3, "pack_seeds": True, "member_training": training}, data=float64)
+        assert [m["config"]["seed"] for m in packed["members"]] == [3, 4, 5]
+        assert all(m["config"]["repeats"] == 1 and m["pruning"] for m in packed["members"])
+        for member, own in zip(packed["members"], alone):
+            assert_same_result(member, own)
+
+
+def test_packed_perceptrons_keep_their_own_weights(float64):
+    base = {"dataset": "synthetic", "mode": "spectral-eigvals", "widths": [], "epochs": 1, "lr_eigvals": 0.05}
+    packed = run_trial({**base, "seed": 1, "repeats": 2, "pack_seeds": True, "member_training": "batched"},
+                       data=float64)
+    for member, seed in zip(packed["members"], (1, 2)):
+        alone = run_trial({**base, "seed": seed}, data=float64)
+        assert len(member["weights"]) == 7840
+        assert_same_result(member, alone)
+
+
+@pytest.mark.parametrize("training", ["batched", "sequential"])
+def test_repeats_report_the_same_mean_however_the_seeds_train(float64, training):
+    config = {**SMALL, "mode": "spectral-full", "seed": 5, "repeats": 2, "pruning": PACK_PRUNING}
+    single = [run_trial({**config, "seed": s, "repeats": 1}, data=float64) for s in (5, 6)]
+    both = run_trial({**config, "member_training": training}, data=float64)
+    assert "members" not in both and both["config"]["repeats"] == 2
+    assert both["final_test_accuracy"] == pytest.approx(sum(s["final_test_accuracy"] for s in single) / 2, abs=1e-12)
+    for row, a, b in zip(both["pruning"], *(s["pruning"] for s in single)):
+        assert row["test_accuracy"] == pytest.approx((a["test_accuracy"] + b["test_accuracy"]) / 2, abs=1e-12)
+    assert_rows_close(both["spectra"], single[0]["spectra"])  # the first seed's, as before
+
+
+@pytest.mark.parametrize("saved_as,restored_as", [("batched", "batched"), ("batched", "sequential"),
+                                                  ("sequential", "batched")])
+def test_a_packed_trial_restores_every_seed_from_its_checkpoint(float64, saved_as, restored_as):
+    """Each seed's checkpoint state is the one it has alone, so a retry restores every seed, also
+    when it trains the other way (a GPU's checkpoint, stacked, restored on a CPU, one by one)."""
+    config = {**SMALL, "mode": "spectral-full", "epochs": 3, "repeats": 3, "pack_seeds": True,
+              "pruning": PACK_PRUNING}
+    states = []
+    full = run_trial({**config, "member_training": saved_as}, lambda m, s: states.append(copy.deepcopy(s)),
+                     data=float64)
+    assert len(states[0]["trainers"]) == 3 and len(states[0]["members"]) == 3
+    epochs = []
+    resumed = run_trial({**config, "member_training": restored_as}, lambda m, s: epochs.append(m["epoch"]),
+                        checkpoint=states[0], data=float64)
+    assert epochs == [2, 3] and resumed["restored_from_epoch"] == 1 and resumed["attempts"] == 2
+    for member, own in zip(resumed["members"], full["members"]):
+        assert member["attempts"] == 2
+        assert_same_result(member, own)
+
+
+@pytest.mark.parametrize("training", ["batched", "sequential"])
+def test_a_seed_that_diverges_ends_alone_and_the_others_train_on(float64, training):
+    """Seed 1's weights are NaN after epoch 1: it diverges at epoch 2 (no pruning rows, like a
+    diverged trial alone); seeds 0 and 2 train all three epochs, exactly as without it."""
+    config = {**SMALL, "mode": "spectral-full", "epochs": 3, "repeats": 3, "pack_seeds": True,
+              "member_training": training, "pruning": PACK_PRUNING}
+    states = []
+    full = run_trial(config, lambda m, s: states.append(copy.deepcopy(s)), data=float64)
+    poisoned = copy.deepcopy(states[0])
+    for tensor in poisoned["trainers"][1]["model"].values():
+        tensor.fill_(math.nan)
+    later = []
+    summary = run_trial(config, lambda m, s: later.append(s), checkpoint=poisoned, data=float64)
+    assert [m["status"] for m in summary["members"]] == ["completed", "diverged", "completed"]
+    diverged = summary["members"][1]
+    assert diverged["epochs_completed"] == 2 and diverged["pruning"] == []
+    for k in (0, 2):
+        assert_same_result(summary["members"][k], full["members"][k])
+    # The diverged seed's state stays the one it diverged with, in every later checkpoint.
+    assert later[-1]["trainers"][1]["epoch"] == 2 and later[-1]["trainers"][1]["diverged"]
+    again = run_trial(config, checkpoint=copy.deepcopy(later[-1]), data=float64)
+    assert [m["status"] for m in again["members"]] == ["completed", "diverged", "completed"]
+
+
+def test_checkpoint_every_k_epochs_and_with_the_last():
+    states = []
+    run_trial({**SMALL, "mode": "dense", "epochs": 5, "checkpoint_every": 2}, lambda m, s: states.append(s))
+    assert [s is not None for s in states] == [False, True, False, True, True]
+    assert states[-1]["summary"] is not None
+
+
+def test_a_retry_continues_from_the_last_checkpoint_losing_less_than_checkpoint_every():
+    config = {**SMALL, "mode": "dense", "epochs": 5, "checkpoint_every": 3, "inject_failure": "first_attempt"}
+    states = []
+    with pytest.raises(RuntimeError, match="first attempt"):
+        run_trial(config, lambda m, s: states.append(copy.deepcopy(s)))
+    assert len(states) == 3 and states[-1]["history"][-1]["epoch"] == 3  # it failed after epoch 3's checkpoint
+    epochs = []
+    retried = run_trial(config, lambda m, s: epochs.append(m["epoch"]), checkpoint=states[-1])
+    assert epochs == [4, 5] and retried["restored_from_epoch"] == 3
+    clean = run_trial({**config, "inject_failure": None})
+    assert [h["test_accuracy"] for h in retried["history"]] == [h["test_accuracy"] for h in clean["history"]]
+
+
+def test_member_groups_stack_on_a_gpu_and_on_a_cpu_for_small_layers():
+    config = TrialConfig(seed=4, repeats=3)
+    small, large = (784, 1024, 10), (784, 2048, 10)  # 803k and 1.6M weights in the first layer
+    assert member_groups(config, torch.device("cpu"), small) == [(4, 5, 6)]
+    assert member_groups(config, torch.device("cpu"), large) == [(4,), (5,), (6,)]
+    assert member_groups(config, torch.device("cuda"), large) == [(4, 5, 6)]
+    assert member_groups(config.replace(member_training="batched"), torch.device("cpu"), large) == [(4, 5, 6)]
+    assert member_groups(config.replace(member_training="sequential"), torch.device("cuda"), small) == [
+        (4,), (5,), (6,)]
+    assert member_groups(TrialConfig(seed=2), torch.device("cuda"), small) == [(2,)]
+    assert [c.seed for c in config.members()] == [4, 5, 6] and {c.repeats for c in config.members()} == {1}

@@ -13,21 +13,16 @@ import itertools
 from typing import Any
 
 from spectral_study.checks import decode_widths, encode_widths
-from spectral_study.config import TrialConfig
+from spectral_study.config import TrialConfig, cell_label
 from spectral_study.study.spec import StudySpec, Widths
 from spectral_study.vocabulary import EIGVAL_MODES
 
-
-def cell_label(mode: str, widths: Widths | list[int], activation: str, eigenvalues: str,
-               seed: int, repeats: int = 1, subset_seed: int | None = None) -> str:
-    """A readable trial label for logs, e.g. ``spectral-eigvals_w256_relu_both_s0``."""
-    seeds = f"s{seed}" if repeats == 1 else f"s{seed}-{seed + repeats - 1}"
-    subset = "" if subset_seed is None else f"_sub{subset_seed}"
-    return f"{mode}_w{encode_widths(widths)}_{activation}_{eigenvalues}{subset}_{seeds}"
+__all__ = ["cell_label", "define_by_run", "grid_configs", "scheduled_count", "trial_config", "trial_count"]
 
 
 def trial_count(spec: StudySpec) -> int:
-    """How many trials the study runs."""
+    """How many trials the study runs: one result (a trials row) per cell and seed, however the
+    seeds are scheduled (`scheduled_count`)."""
     if spec.search.type == "optuna":
         return spec.search.n_trials
     m = spec.model
@@ -35,22 +30,40 @@ def trial_count(spec: StudySpec) -> int:
     return cells * len(m.widths) * len(m.activations) * spec.search.repeats
 
 
+def scheduled_count(spec: StudySpec) -> int:
+    """How many Ray Tune trials the study schedules: `trial_count`, or one per cell when a grid
+    packs each cell's seeds into one trial (``search.pack_seeds``)."""
+    return trial_count(spec) // spec.search.repeats if _packs(spec) else trial_count(spec)
+
+
 def grid_configs(spec: StudySpec) -> list[TrialConfig]:
     """The grid, one trial per (seed, mode, widths, activation, eigenvalues, subset seed).
 
     The seed is the outer loop: every cell's first seed comes before any second seed, so a
-    study cut short still covers the whole grid. Each trial trains one seed (repeats=1).
+    study cut short still covers the whole grid. Each trial trains one seed (repeats=1), or,
+    with ``search.pack_seeds``, all of its cell's seeds, each still its own result.
     """
     if spec.search.type != "grid":
         raise ValueError(f"{spec.source}: trial_configs() is for grid studies; "
                          "this is an optuna study: use define_by_run")
     m = spec.model
+    cells = [(mode, widths, activation, eigenvalues, subset_seed)
+             for mode, widths, activation in itertools.product(m.modes, m.widths, m.activations)
+             for eigenvalues in m.eigenvalues_for(mode)
+             for subset_seed in m.subsets_for(mode)]
+    if _packs(spec):
+        return [trial_config(spec, mode=mode, widths=widths, activation=activation, eigenvalues=eigenvalues,
+                             seed=spec.search.seed, repeats=spec.search.repeats, subset_seed=subset_seed,
+                             pack_seeds=True)
+                for mode, widths, activation, eigenvalues, subset_seed in cells]
     return [trial_config(spec, mode=mode, widths=widths, activation=activation, eigenvalues=eigenvalues,
                          seed=spec.search.seed + r, repeats=1, subset_seed=subset_seed)
             for r in range(spec.search.repeats)
-            for mode, widths, activation in itertools.product(m.modes, m.widths, m.activations)
-            for eigenvalues in m.eigenvalues_for(mode)
-            for subset_seed in m.subsets_for(mode)]
+            for mode, widths, activation, eigenvalues, subset_seed in cells]
+
+
+def _packs(spec: StudySpec) -> bool:
+    return spec.search.type == "grid" and spec.search.pack_seeds and spec.search.repeats > 1
 
 
 def trial_config(spec: StudySpec, *, mode: str, widths: Widths, activation: str, eigenvalues: str,

@@ -110,6 +110,11 @@ def parse_study(mapping: Any, source: str = "<study>") -> StudySpec:
     model = _model(root.key("model"), model_raw, raw_space)
     rates = _rates(root.key("training"), sections["training"])
     search = _search(root.key("search"), _section(raw, "search"), model, base)
+    scheduler = _scheduler(root.key("scheduler"), raw.get("scheduler"), base.epochs)
+    if search.pack_seeds and scheduler.type != "none":
+        raise root.key("search").key("pack_seeds").fail(
+            f"a scheduler ({scheduler.type}) would stop a packed trial as a whole, every seed of its cell "
+            "together: use pack_seeds: false, or scheduler: none")
     resources = _resources(root.key("resources"), _section(raw, "resources"))
     _check_device(root.key("device"), base.device, resources)
     concurrency = raw.get("concurrency")
@@ -122,7 +127,7 @@ def parse_study(mapping: Any, source: str = "<study>") -> StudySpec:
     return StudySpec(
         name=text(root.key("name"), raw["name"], NAME_EXPECTED, pattern=NAME_PATTERN),
         base=base, model=model, rates=rates, search=search,
-        scheduler=_scheduler(root.key("scheduler"), raw.get("scheduler"), base.epochs),
+        scheduler=scheduler,
         resources=resources,
         storage=storage, concurrency=concurrency, retries=integer(root.key("retries"), raw.get("retries", 2)),
         failing_modes=None if failing_modes is None else choices(
@@ -238,9 +243,12 @@ def _search(at: At, value: Any, model: ModelAxes, base: TrialConfig) -> SearchSp
         kind = choice(at.key("type"), value.get("type", "grid"), SEARCH_TYPES)
     if kind == "optuna":
         raw = table(at, value, keys + _OPTUNA_ONLY,
-                    required={"n_trials": "a positive integer (how many Optuna trials to run)"})
+                    required={"n_trials": "a positive integer (how many Optuna trials to run)"},
+                    hints={"pack_seeds": "only for search.type grid (an Optuna trial's repeats are one result, "
+                                         "their mean)"})
     else:
-        raw = table(at, value, keys, hints={k: "only for search.type optuna" for k in _OPTUNA_ONLY})
+        raw = table(at, value, keys + ("pack_seeds",),
+                    hints={k: "only for search.type optuna" for k in _OPTUNA_ONLY})
     metric = choice(at.key("metric"), raw.get("metric", "test_accuracy"), EPOCH_METRICS)
     default_direction = "min" if metric.endswith(("_loss", "_seconds")) else "max"
     spec = SearchSpec(
@@ -248,7 +256,7 @@ def _search(at: At, value: Any, model: ModelAxes, base: TrialConfig) -> SearchSp
         seed=integer(at.key("seed"), raw.get("seed", 0)), metric=metric,
         direction=choice(at.key("direction"), raw.get("direction", default_direction), DIRECTIONS))
     if kind == "grid":
-        return spec
+        return replace(spec, pack_seeds=boolean(at.key("pack_seeds"), raw.get("pack_seeds", False)))
     storage = raw.get("storage")
     if storage is not None:
         storage = text(at.key("storage"), storage, "an Optuna storage URL such as sqlite:///optuna.db, 'auto' "

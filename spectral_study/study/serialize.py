@@ -48,8 +48,10 @@ def to_yaml(spec: StudySpec) -> str:
 
 def _search(spec: StudySpec) -> dict:
     search = _plain(dataclasses.asdict(spec.search))
+    if spec.search.type == "optuna":
+        search.pop("pack_seeds")  # grid only
     if spec.search.type != "optuna":
-        return {key: search[key] for key in ("type", "repeats", "seed", "metric", "direction")}
+        return {key: search[key] for key in ("type", "repeats", "seed", "pack_seeds", "metric", "direction")}
     space = search["space"]
     space["widths"] = _widths_to_yaml(spec.search.space.widths)
     search["space"] = {key: value for key, value in space.items() if value is not None}

@@ -80,6 +80,8 @@ class SearchSpec:
     type: str = "grid"
     repeats: int = 1
     seed: int = 0
+    # grid only: each cell's seeds in one Ray trial, each seed still its own result (row)
+    pack_seeds: bool = False
     metric: str = "test_accuracy"
     direction: str = "max"
     n_trials: int | None = None  # optuna only, like the three below
@@ -147,6 +149,11 @@ class StudySpec:
         from spectral_study.study.expand import trial_count
 
         return trial_count(self)
+
+    def scheduled_count(self) -> int:
+        from spectral_study.study.expand import scheduled_count
+
+        return scheduled_count(self)
 
     def trial_configs(self) -> list[TrialConfig]:
         from spectral_study.study.expand import grid_configs
