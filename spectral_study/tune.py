@@ -39,6 +39,7 @@ def _use_token_auth_if_available() -> None:
 
 _use_token_auth_if_available()
 
+import pyarrow.fs as pafs  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
@@ -134,7 +135,11 @@ def _trainable(spec: StudySpec, data: Dataset):
         state = None
         if (checkpoint := tune.get_checkpoint()) is not None:
             with checkpoint.as_directory() as directory:
-                state = load_checkpoint(directory)
+                try:
+                    state = load_checkpoint(directory)
+                except FileNotFoundError:  # a checkpoint folder without its file: start over
+                    print(f"{config.get('cell') or 'trial'}: no state in checkpoint {checkpoint.path}; "
+                          f"starting this trial from epoch 0")
         context = ray.get_runtime_context()
         facts = {"node_id": context.get_node_id(),
                  "gpu_ids": ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", []))}
@@ -154,9 +159,29 @@ def _trainable(spec: StudySpec, data: Dataset):
 
         run_trial(trial_config(config), report, checkpoint=state, data=Dataset.from_arrays(data))
 
+    trainable.__mixins__ = (_StartOverWhenCheckpointIsGone,)
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     # The data set goes into Ray's object store once, as numpy arrays (zero-copy for trials).
     return tune.with_resources(tune.with_parameters(trainable, data=data.to_arrays()), resources)
+
+
+class _StartOverWhenCheckpointIsGone:
+    """Mixed into Tune's function trainable (through Ray's ``__mixins__`` hook).
+
+    A driver killed mid-study leaves an experiment state saved a little earlier, which may name a
+    checkpoint that Tune has since replaced and deleted (num_to_keep). Tune's own restore then
+    raises, and every retry of that trial fails the same way. Here the trial starts over from
+    epoch 0 instead: the results' exactly-once rule makes a repeated trial harmless."""
+
+    def restore(self, checkpoint_path):
+        checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
+        if isinstance(checkpoint, tune.Checkpoint):
+            info = checkpoint.filesystem.get_file_info(checkpoint.path)
+            if info.type == pafs.FileType.NotFound:
+                print(f"checkpoint {checkpoint.path} is gone (saved before the driver stopped, deleted "
+                      f"since); starting this trial from epoch 0")
+                return None
+        return super().restore(checkpoint_path)
 
 
 # ------------------------------------------------------------------------------ the driver side
@@ -225,7 +250,8 @@ def _run_config(spec: StudySpec, root: str, experiment: str = EXPERIMENT_DIR, to
     return tune.RunConfig(
         name=experiment, storage_path=root,
         failure_config=tune.FailureConfig(max_failures=spec.retries),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Two kept: a restore usually finds the one the last saved experiment state names.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[callback], verbose=0,
     )
 

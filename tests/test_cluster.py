@@ -28,22 +28,26 @@ def test_worker_node_killed_mid_study(start_cluster, make_study, tmp_path):
     cluster = start_cluster([{"num_cpus": 0}, {"num_cpus": 1}, {"num_cpus": 1}])
     victim = cluster.nodes[2]
     victim_id = victim.node_id()
-    spec = make_study("node-loss", model={"widths": [256]}, training={"epochs": 8}, search={"repeats": 2})
+    spec = make_study("node-loss", model={"widths": [256]}, training={"epochs": 8, "checkpoint_every": 1},
+                      search={"repeats": 2})
     results = tmp_path / "results" / "node-loss"
     killed = threading.Event()
 
-    def kill_victim_when_it_has_checkpointed():
-        # Wait until some trial has reported two epochs (so checkpoints exist), then kill.
+    def kill_victim_when_its_trial_has_checkpointed():
+        # Each worker node has one CPU, so it runs one trial at a time: once two unfinished trials
+        # have a checkpoint, one of them is the victim's (a single checkpointed trial may be the
+        # survivor's, and killing then would test a restart from scratch, not a restore).
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed.is_set():
-            ckpts = list((results / "_tune").glob("*/checkpoint_000001"))
-            if ckpts:
+            finished = {p.stem for p in (results / "trials").glob("*.parquet")}
+            checkpointed = {p.parent.name for p in (results / "_tune").glob("*/checkpoint_*")}
+            if len(checkpointed - finished) >= 2:
                 os.kill(victim.raylet_pid(), signal.SIGKILL)
                 killed.set()
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_victim_when_it_has_checkpointed, daemon=True)
+    killer = threading.Thread(target=kill_victim_when_its_trial_has_checkpointed, daemon=True)
     killer.start()
     outcome = run_study(spec, address=cluster.address)
     killer.join(timeout=5)

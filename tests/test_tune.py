@@ -1,6 +1,7 @@
 """Studies on a real local Ray: grid and Optuna+ASHA, Parquet read back, determinism, a killed
 driver resumed."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,8 +74,14 @@ def test_killed_driver_resumes_with_every_trial_once(tmp_path):
         driver.wait(timeout=30)
     finally:
         _end_session(driver.pid)
-    finished_before = len(list((results / "trials").glob("*.parquet")))
-    assert 3 <= finished_before < 12
+    finished_before = {p.stem for p in (results / "trials").glob("*.parquet")}
+    assert 3 <= len(finished_before) < 12
+    # One unfinished trial loses its checkpoints, as when the saved experiment state names a
+    # checkpoint that a later one replaced before the kill: that trial starts over, not fails.
+    unfinished = sorted(d for d in (results / "_tune").iterdir()
+                        if d.is_dir() and d.name not in finished_before and any(d.glob("checkpoint_*")))
+    for checkpoint in unfinished[0].glob("checkpoint_*") if unfinished else ():
+        shutil.rmtree(checkpoint)
 
     outcome = resume_study(str(results))
     tables = load_results(outcome.results)
