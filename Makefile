@@ -1,7 +1,7 @@
 # One entry point for set-up and tests. `make test` on a fresh Debian/Ubuntu machine with
 # Python 3.11: creates .venv, installs the CPU torch build first (so the `torch>=2.3`
 # requirement does not pull a multi-GB CUDA build), the package in editable mode, the real
-# Fashion-MNIST (Debian package) when apt is available, then runs the whole test suite.
+# Fashion-MNIST (Debian package) when apt is available, then lints (ruff) and runs the whole test suite.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -34,6 +34,7 @@ data:
 	fi
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --durations=10
 
 quickstart: setup
