@@ -30,8 +30,12 @@ COMPLETED = "completed"  # the one status of `vocabulary.STATUSES` whose metrics
 
 # Random draws: what a cell's replicates differ in, and what a mean over the cell averages over.
 REPLICATES = ("seed", "subset_seed")
-# Columns that do not change what a trial measures: where it ran and how it is labelled.
-_BOOKKEEPING = ("device_requested", "data_path", "cell", "config_json")
+# Columns that do not change what a trial measures: where it ran, how it is labelled, and how the
+# runner ran it (a seed packed with others or alone, its members stacked or one by one: the same
+# result up to float rounding; how often it checkpointed). Results written before a column
+# existed hold null there, and must still pool with newer ones.
+_BOOKKEEPING = ("device_requested", "data_path", "cell", "config_json",
+                "pack_seeds", "member_training", "checkpoint_every")
 # The mode starts a variant's label (`label_variants`); the other columns derive from `widths`.
 _DERIVED = ("mode", "n_hidden_layers", "width")
 # Facts about a trial that are not in its config but must match too: the bytes of its data set

@@ -95,3 +95,12 @@ def test_shared_settings_of_two_modes_skip_per_mode_rates_and_what_applies_to_on
     c2 = cells.shared_settings("spectral-full", "dense", cells.SETTINGS)
     assert "eigenvalues" not in c2 and "bias" in c2
     assert "dense_init" in cells.shared_settings("dense-restricted", "dense", cells.SETTINGS)
+
+
+def test_how_the_runner_ran_a_trial_does_not_split_a_cell():
+    """A study resumed after an upgrade has rows without the newer runner columns (null) beside rows
+    that have them: packing, stacked members and checkpoint frequency do not change a result."""
+    trials = cells.label_variants(_trials(mode=["dense"] * 3, pack_seeds=[None, False, True],
+                                          member_training=[None, "auto", "batched"], checkpoint_every=[None, 5, 1]))
+    assert cells.mixed_settings(trials, ["dataset", "variant"]).empty
+    assert not {"pack_seeds", "member_training", "checkpoint_every"} & set(cells.SETTINGS)
