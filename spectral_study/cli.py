@@ -10,7 +10,8 @@
 KEY=VALUE overrides a field of the study file (``training.epochs=1 model.widths=[64,256]``, the
 value read as YAML; spectral_study.study.overrides). Exit codes: 0 every trial completed, was
 stopped by the scheduler or diverged; 1 a trial failed (they are listed); 2 bad input (file,
-field, value named; a results folder that already holds a run). Ray is imported only by the
+field, value named; a results folder that already holds a run); 130 the run was stopped (Ctrl-C)
+before every trial had run (`resume` finishes it). Ray is imported only by the
 commands that schedule work.
 """
 from __future__ import annotations

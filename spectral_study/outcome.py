@@ -2,7 +2,8 @@
 
     outcome = read_outcome("results/quickstart", seconds=55.0)
     print(format_outcome(outcome, spec))
-    sys.exit(outcome.exit_code)      # 0: every trial is a result; 1: some trial failed (2: bad input, cli)
+    sys.exit(outcome.exit_code)      # 0: every trial is a result; 1: some trial failed;
+                                     # 130: stopped (Ctrl-C) before every trial ran (2: bad input, cli)
 
 A grid study ends with the final test accuracy per mode and architecture (mean over seeds of
 its completed trials); a search ends with its best trials and their hyperparameters, and the
@@ -30,23 +31,39 @@ class StudyOutcome:
     statuses: dict = field(default_factory=dict)   # status -> number of trials
     seconds: float = 0.0
     failed: tuple = ()                             # (trial_id, cell, error) of each failed trial
+    expected: int | None = None                    # trials the study runs in all (None: not known)
     trials: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     epochs: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
+    def finished(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def interrupted(self) -> bool:
+        """Fewer trials finished than the study runs: Ray Tune ended early (Ctrl-C, SIGTERM)."""
+        return self.expected is not None and self.finished < self.expected
+
+    @property
     def exit_code(self) -> int:
         """0 when every trial completed, was stopped by the scheduler or diverged (those are
-        results); 1 when any trial failed (or none finished at all)."""
-        return 1 if self.failed or not self.statuses else 0
+        results); 1 when any trial failed (or none finished at all); 130 (as for Ctrl-C) when
+        the run ended before every trial had run, so that a script does not take a study cut
+        short for a finished one."""
+        if self.failed or not self.statuses:
+            return 1
+        return 130 if self.interrupted else 0
 
 
-def read_outcome(root: str, *, seconds: float = 0.0, with_epochs: bool = False) -> StudyOutcome:
+def read_outcome(root: str, *, seconds: float = 0.0, with_epochs: bool = False,
+                 expected: int | None = None) -> StudyOutcome:
     """The outcome of the study whose results are at ``root`` (``with_epochs``: also its
-    per-epoch metrics, which a search's summary ranks by)."""
+    per-epoch metrics, which a search's summary ranks by; ``expected``: how many trials the
+    study runs in all)."""
     trials = load_table(root, "trials")
     statuses = trials["status"].value_counts().to_dict() if len(trials) else {}
     failed = trials[trials["status"] == "failed"] if len(trials) else trials
-    return StudyOutcome(results=root, statuses=statuses, seconds=seconds, trials=trials,
+    return StudyOutcome(results=root, statuses=statuses, seconds=seconds, trials=trials, expected=expected,
                         epochs=load_table(root, "epochs") if with_epochs else None,
                         failed=tuple((r.trial_id, r.cell, r.error) for r in failed.itertuples()))
 
@@ -68,6 +85,9 @@ def format_outcome(outcome: StudyOutcome, spec) -> str:
             lines.append(search_table(trials, epochs, spec.search.metric, spec.search.direction))
     for trial_id, cell, error in outcome.failed:
         lines.append(f"failed: {trial_id} {cell}: {error}")
+    if outcome.interrupted:
+        lines.append(f"stopped early: {outcome.finished} of {outcome.expected} trials finished; "
+                     f"`spectral-study resume {outcome.results}` runs the rest")
     lines.append(f"results: {outcome.results}  (spectral_study.results.load_results, "
                  f"or pandas.read_parquet('{outcome.results}/trials'))")
     return "\n".join(lines)

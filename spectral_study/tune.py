@@ -281,7 +281,8 @@ def _compact(spec: StudySpec, root: str, echo) -> None:
 
 
 def _outcome(spec: StudySpec, root: str, seconds: float, echo) -> outcomes.StudyOutcome:
-    outcome = outcomes.read_outcome(root, seconds=seconds, with_epochs=spec.search.type == "optuna")
+    outcome = outcomes.read_outcome(root, seconds=seconds, with_epochs=spec.search.type == "optuna",
+                                    expected=spec.trial_count())
     echo(outcomes.format_outcome(outcome, spec))
     return outcome
 

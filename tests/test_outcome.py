@@ -14,6 +14,18 @@ def test_exit_code_is_0_for_results_and_1_for_failures():
     assert StudyOutcome("r", {}).exit_code == 1  # nothing finished is not a success
 
 
+def test_a_run_cut_short_exits_130_and_says_how_to_finish_it(make_study):
+    spec = make_study("cut")
+    write_trials(spec, status="completed")  # 6 of the study's 6 trials
+    root = results_root(spec.storage, spec.name)
+    assert read_outcome(root, expected=6).exit_code == 0
+    short = read_outcome(root, expected=10)  # as if Ctrl-C had ended the run after 6 of 10
+    assert short.interrupted and short.exit_code == 130
+    assert f"stopped early: 6 of 10 trials finished; `spectral-study resume {root}` runs the rest" in (
+        format_outcome(short, spec))
+    assert "stopped early" not in format_outcome(read_outcome(root, expected=6), spec)
+
+
 def test_every_trial_failed_lists_them_and_prints_no_empty_table(make_study):
     spec = make_study("broken")
     write_trials(spec, status="failed")
