@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from spectral_study.results import load_table
+from spectral_study.results import join_uri, load_table
 from spectral_study.vocabulary import STATUSES
 
 TOP_TRIALS = 5
@@ -89,7 +89,7 @@ def format_outcome(outcome: StudyOutcome, spec) -> str:
         lines.append(f"stopped early: {outcome.finished} of {outcome.expected} trials finished; "
                      f"`spectral-study resume {outcome.results}` runs the rest")
     lines.append(f"results: {outcome.results}  (spectral_study.results.load_results, "
-                 f"or pandas.read_parquet('{outcome.results}/trials'))")
+                 f"or pandas.read_parquet('{join_uri(outcome.results, 'trials')}'))")
     return "\n".join(lines)
 
 

@@ -58,3 +58,9 @@ def test_a_study_whose_every_trial_fails_exits_1_listing_them(local_ray, tmp_pat
     assert len(failed) == 2 and all("injected failure (always)" in line for line in failed)
     assert "Empty DataFrame" not in out
     assert "0 done, 0 running, 2 failed of 2" in out  # the last progress line
+
+
+def test_the_pandas_hint_puts_the_table_before_a_uri_s_query():
+    outcome = StudyOutcome("s3://bucket/study?endpoint_override=127.0.0.1:9000&scheme=http", {"completed": 1})
+    text = format_outcome(outcome, None)
+    assert "pandas.read_parquet('s3://bucket/study/trials?endpoint_override=127.0.0.1:9000&scheme=http')" in text
