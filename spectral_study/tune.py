@@ -135,11 +135,7 @@ def _trainable(spec: StudySpec, data: Dataset):
         state = None
         if (checkpoint := tune.get_checkpoint()) is not None:
             with checkpoint.as_directory() as directory:
-                try:
-                    state = load_checkpoint(directory)
-                except FileNotFoundError:  # a checkpoint folder without its file: start over
-                    print(f"{config.get('cell') or 'trial'}: no state in checkpoint {checkpoint.path}; "
-                          f"starting this trial from epoch 0")
+                state = load_checkpoint(directory)
         context = ray.get_runtime_context()
         facts = {"node_id": context.get_node_id(),
                  "gpu_ids": ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", []))}
