@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 
-.PHONY: setup data test quickstart bench clean reproduce figures
+.PHONY: setup data test quickstart bench clean reproduce reproduce-tuned figures figures-authors figures-tuned
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,32 +47,46 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # The Fashion-MNIST reproduction of the papers (docs/results/REPRODUCTION.md; its wall time is in
-# README.md, "Figures, tables and the reproduction"). Runs the studies, then rebuilds the figures
-# and tables into docs/results/. A study whose results folder exists is resumed instead (a run
-# stopped half-way continues; a finished one ends at once), so `make reproduce` can be run again.
-# It stops at the first study that fails (exit code 1: a trial failed; 2: bad input) and says which.
-# The authors' protocols first (paper-*: their settings, setting by setting), then ours (fmnist-*:
-# learning rates tuned per mode, biases), side by side in docs/results/{authors,tuned}/.
+# README.md, "Figures, tables and the reproduction"): the authors' protocols (paper-*: their
+# settings, setting by setting), then their figures and tables in docs/results/authors/.
+# `make reproduce-tuned` runs ours beside it (fmnist-*: learning rates tuned per mode, biases;
+# docs/results/tuned/). A study whose results folder exists is resumed instead (a run stopped
+# half-way continues; a finished one ends at once), so either target can be run again. Each stops
+# at the first study that fails (exit code 1: a trial failed; 2: bad input) and says which.
 REPRO_STUDIES ?= paper-pruning-fmnist-tanh paper-pruning-fmnist-relu paper-widths-fmnist-tanh \
-                 paper-widths-fmnist-linear fmnist-lr-tuning fmnist-perceptron-weights fmnist-pruning-tanh \
-                 fmnist-pruning-relu fmnist-widths-relu fmnist-widths-linear
-reproduce: setup
-	@for s in $(REPRO_STUDIES); do \
+                 paper-widths-fmnist-linear
+TUNED_STUDIES ?= fmnist-lr-tuning fmnist-perceptron-weights fmnist-pruning-tanh fmnist-pruning-relu \
+                 fmnist-widths-relu fmnist-widths-linear
+# Runs (or resumes) each study named in STUDIES, in order, stopping at the first that fails.
+define run_studies
+	@for s in $(1); do \
 	  if [ -f results/$$s/study.yaml ] && [ -d results/$$s/_tune ]; then \
 	    $(BIN)/spectral-study resume results/$$s; \
 	  else \
 	    $(BIN)/spectral-study run studies/$$s.yaml; \
 	  fi; \
 	  rc=$$?; \
-	  if [ $$rc -ne 0 ]; then echo "make reproduce: study $$s failed (exit code $$rc); stopping before the figures"; exit $$rc; fi; \
+	  if [ $$rc -ne 0 ]; then echo "make: study $$s failed (exit code $$rc); stopping before the figures"; exit $$rc; fi; \
 	done
-	$(MAKE) figures
+endef
 
-figures:
+reproduce: setup
+	$(call run_studies,$(REPRO_STUDIES))
+	$(MAKE) figures-authors
+
+reproduce-tuned: setup
+	$(call run_studies,$(TUNED_STUDIES))
+	$(MAKE) figures-tuned
+
+figures: figures-authors figures-tuned
+
+figures-authors:
 	$(BIN)/python -m analysis.pruning_epochs results/paper-pruning-fmnist-tanh results/paper-pruning-fmnist-relu --out docs/results/authors
 	$(BIN)/python -m analysis.pruning results/paper-pruning-fmnist-tanh results/paper-pruning-fmnist-relu --out docs/results/authors
 	$(BIN)/python -m analysis.curves results/paper-widths-fmnist-tanh results/paper-widths-fmnist-linear --out docs/results/authors
 	$(BIN)/python -m analysis.claims results/paper-widths-fmnist-tanh results/paper-widths-fmnist-linear --out docs/results/authors
+
+figures-tuned:
 	$(BIN)/python -m analysis.lr_tuning results/fmnist-lr-tuning --out docs/results/tuned
 	$(BIN)/python -m analysis.curves results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results/tuned
 	$(BIN)/python -m analysis.claims results/fmnist-widths-relu results/fmnist-widths-linear --out docs/results/tuned

@@ -82,6 +82,11 @@ class PruningConfig:
         None, Optional(ListOf(Fraction("one of the fractions above")), expected="a list of the fractions above, "
                                                                                  "or null (every fraction)"),
         doc="fractions at which the pre-training filter retrains")
+    # ... and with fewer rankings: each (method, fraction) pair is one more network to retrain.
+    retrain_methods: tuple[str, ...] | None = setting(
+        None, Optional(ListOf(Choice(PRUNING_METHODS), single=True),
+                       expected="a list of the methods above, or null (every method)"),
+        doc="rankings the pre-training filter retrains with")
     # Pruning over training time: the protocols without retraining also run after each of these
     # epochs (the retraining filter runs after the last epoch only). None: after the last epoch.
     at_epochs: tuple[int, ...] | None = setting(
@@ -94,10 +99,17 @@ class PruningConfig:
             if fraction not in self.fractions:
                 raise Invalid(fraction, f"one of pruning.fractions ({', '.join(f'{f:g}' for f in self.fractions)})",
                               f"retrain_fractions[{i}]")
+        for i, method in enumerate(self.retrain_methods or ()):
+            if method not in self.methods:
+                raise Invalid(method, f"one of pruning.methods ({', '.join(self.methods)})", f"retrain_methods[{i}]")
 
     @property
     def fractions_to_retrain(self) -> tuple[float, ...]:
         return self.fractions if self.retrain_fractions is None else self.retrain_fractions
+
+    @property
+    def methods_to_retrain(self) -> tuple[str, ...]:
+        return self.methods if self.retrain_methods is None else self.retrain_methods
 
 
 @dataclass(frozen=True)

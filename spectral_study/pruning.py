@@ -230,7 +230,8 @@ def member_rows(config: TrialConfig, model: Network, data, train_config: TrainCo
         rows = evaluate_pruning(model, data, fractions, methods, "spectral-eigvals-post", generator=seeded())
         if final:
             rows += spectral_pre(model, data, spec.fractions_to_retrain, train_config,
-                                 retrain_epochs=spec.retrain_epochs, methods=methods, generator=seeded())
+                                 retrain_epochs=spec.retrain_epochs, generator=seeded(),
+                                 methods=[m for m in methods if m in spec.methods_to_retrain])
     else:
         rows = spectral_post(model, data, fractions, methods=methods, generator=seeded())
     return [{**row, "epoch": epoch} for row in rows]

@@ -240,6 +240,15 @@ def test_retrain_fractions_limit_the_costly_filter():
     assert {r["fraction"] for r in rows if r["protocol"] == "spectral-eigvals-post"} == set(PRUNING["fractions"])
 
 
+def test_retrain_methods_limit_the_filter_to_the_rankings_named():
+    pruning = {**PRUNING, "methods": ["eigenvalue", "eigen-norm", "random"],
+               "retrain_methods": ["eigenvalue", "random"]}
+    rows = run_trial({**TINY, "mode": "spectral-eigvals", "pruning": pruning})["pruning"]
+    assert {r["method"] for r in rows if r["protocol"] == "spectral-pre"} == {"eigenvalue", "random"}
+    assert {r["method"] for r in rows if r["protocol"] == "spectral-eigvals-post"} == {"eigenvalue", "eigen-norm",
+                                                                                       "random"}
+
+
 def test_pruning_rows_of_earlier_epochs_survive_a_restore():
     pruning = {**PRUNING, "at_epochs": [1]}
     config = {**TINY, "mode": "spectral-full", "epochs": 3, "pruning": pruning}
@@ -252,6 +261,8 @@ def test_pruning_rows_of_earlier_epochs_survive_a_restore():
 @pytest.mark.parametrize("bad, match", [
     ({"at_epochs": [1, 3]}, r"pruning\.at_epochs\[1\]: got 3; expected an epoch from 1 to the training epochs \(2\)"),
     ({"retrain_fractions": [0.3]}, r"pruning\.retrain_fractions\[0\]: got 0.3; expected one of pruning.fractions"),
+    ({"methods": ["eigenvalue", "random"], "retrain_methods": ["connectivity"]},
+     r"pruning\.retrain_methods\[0\]: got 'connectivity'; expected one of pruning.methods \(eigenvalue, random\)"),
 ])
 def test_bad_pruning_epochs_and_retrain_fractions_are_refused(bad, match):
     with pytest.raises(TrialConfigError, match=match):

@@ -157,7 +157,8 @@ def test_grid_expands_every_axis_and_looks_up_lr_per_mode():
         assert config["lr_eigvals"] == {"spectral-eigvals": 0.05, "spectral-full": 0.01}.get(mode)
         assert (config["data_path"], config["normalize"], config["bias"]) == ("/data/mnist", "standard", False)
         assert config["pruning"] == {"methods": ["eigenvalue", "connectivity"], "fractions": [0.5, 0.9],
-                                     "retrain_epochs": 0, "retrain_fractions": None, "at_epochs": None}
+                                     "retrain_epochs": 0, "retrain_fractions": None,
+                                     "retrain_methods": None, "at_epochs": None}
         assert config["inject_failure"] == "first_attempt"
     assert {tuple(c["widths"]) for c in configs} == {(), (32,), (64, 16)}
     assert "dense-restricted_wnone_tanh_receiving_s0" in {c["cell"] for c in configs}
@@ -329,6 +330,9 @@ BAD = {
     "retraining at a fraction that is not pruned": (
         BASE + "pruning: {fractions: [0.5, 0.9], retrain_fractions: [0.75]}\n",
         ["pruning.retrain_fractions[0]: got 0.75; expected one of pruning.fractions (0.5, 0.9)"]),
+    "retraining with a ranking that is not compared": (
+        BASE + "pruning: {methods: [eigenvalue, random], retrain_methods: [random, eigen-norm]}\n",
+        ["pruning.retrain_methods[1]: got 'eigen-norm'; expected one of pruning.methods (eigenvalue, random)"]),
     "optuna storage beside results on an object store": (
         BASE + "storage: s3://bucket/x\nsearch:\n  type: optuna\n  n_trials: 5\n  storage: auto\n"
         "  space: {lr: {low: 1.0e-4, high: 0.1}}\n",
