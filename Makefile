@@ -57,7 +57,7 @@ REPRO_STUDIES ?= paper-pruning-fmnist-tanh paper-pruning-fmnist-relu paper-width
                  paper-widths-fmnist-linear
 TUNED_STUDIES ?= fmnist-lr-tuning fmnist-perceptron-weights fmnist-pruning-tanh fmnist-pruning-relu \
                  fmnist-widths-relu fmnist-widths-linear
-# Runs (or resumes) each study named in STUDIES, in order, stopping at the first that fails.
+# $(call run_studies,NAMES): runs (or resumes) each study in NAMES, in order, stopping at the first that fails.
 define run_studies
 	@for s in $(1); do \
 	  if [ -f results/$$s/study.yaml ] && [ -d results/$$s/_tune ]; then \
@@ -66,7 +66,7 @@ define run_studies
 	    $(BIN)/spectral-study run studies/$$s.yaml; \
 	  fi; \
 	  rc=$$?; \
-	  if [ $$rc -ne 0 ]; then echo "make: study $$s failed (exit code $$rc); stopping before the figures"; exit $$rc; fi; \
+	  if [ $$rc -ne 0 ]; then echo "make $@: study $$s failed (exit code $$rc); stopping before the figures"; exit $$rc; fi; \
 	done
 endef
 

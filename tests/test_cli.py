@@ -69,7 +69,8 @@ def test_unknown_arguments_are_refused(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_make_reproduce_stops_at_the_first_failed_study_and_resumes_started_ones(tmp_path):
+@pytest.mark.parametrize("target, studies", [("reproduce", "REPRO_STUDIES"), ("reproduce-tuned", "TUNED_STUDIES")])
+def test_make_reproduce_stops_at_the_first_failed_study_and_resumes_started_ones(tmp_path, target, studies):
     """The reproduce target's loop with a stand-in `spectral-study` that fails study b."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -79,9 +80,9 @@ def test_make_reproduce_stops_at_the_first_failed_study_and_resumes_started_ones
     fake.chmod(0o755)
     (tmp_path / "results" / "a" / "_tune").mkdir(parents=True)  # a started before: resumed
     (tmp_path / "results" / "a" / "study.yaml").write_text("name: a\n")
-    done = subprocess.run(["make", "-s", "-f", str(REPO / "Makefile"), "-o", "setup", "reproduce",
-                           f"BIN={bin_dir}", "REPRO_STUDIES=a b c"], cwd=tmp_path, capture_output=True,
+    done = subprocess.run(["make", "-s", "-f", str(REPO / "Makefile"), "-o", "setup", target,
+                           f"BIN={bin_dir}", f"{studies}=a b c"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "MAKEFLAGS": ""})
     assert done.returncode != 0
     assert calls.read_text().splitlines() == ["resume results/a", "run studies/b.yaml"]  # c and figures never ran
-    assert "make reproduce: study b failed (exit code 1)" in done.stdout
+    assert f"make {target}: study b failed (exit code 1)" in done.stdout
