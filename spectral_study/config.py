@@ -95,13 +95,13 @@ class PruningConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        for i, fraction in enumerate(self.retrain_fractions or ()):
-            if fraction not in self.fractions:
-                raise Invalid(fraction, f"one of pruning.fractions ({', '.join(f'{f:g}' for f in self.fractions)})",
-                              f"retrain_fractions[{i}]")
-        for i, method in enumerate(self.retrain_methods or ()):
-            if method not in self.methods:
-                raise Invalid(method, f"one of pruning.methods ({', '.join(self.methods)})", f"retrain_methods[{i}]")
+        # The filter retrains a subset of what is pruned: each retrain_* list names entries of its list.
+        for subset, of in (("retrain_fractions", "fractions"), ("retrain_methods", "methods")):
+            allowed = getattr(self, of)
+            shown = ", ".join(f"{v:g}" if isinstance(v, float) else v for v in allowed)
+            for i, value in enumerate(getattr(self, subset) or ()):
+                if value not in allowed:
+                    raise Invalid(value, f"one of pruning.{of} ({shown})", f"{subset}[{i}]")
 
     @property
     def fractions_to_retrain(self) -> tuple[float, ...]:
