@@ -1,13 +1,15 @@
 """Forward+backward time of `SpectralLinear` in each learning mode, over `nn.Linear`.
 
-    python benchmarks/layer_speed.py [--repeats 7] [--steps 20] [--threads N] [--clock wall|cpu]
+    python benchmarks/layer_speed.py [--pairs 301] [--threads N] [--clock wall|cpu]
 
 784 → N for N in {128, 512, 2048}, batch 256, CPU float32, both eigenvalue sets and the
-receiving set (λ_in a constant). Ours and the baseline are timed in alternation, ``--steps``
-steps each, ``--repeats`` times; the ratio is the median of the paired ratios (each pair saw
-the same machine state, so a busy machine slows both) and the times are the fastest repeats.
-``--clock cpu`` times this process's CPU seconds instead of the wall clock (with ``--threads 1``
-it is the one to use on a loaded machine: time spent waiting for a core does not count).
+receiving set (λ_in a constant). Ours and the baseline take turns one training step at a time
+(which goes first alternates), ``--pairs`` times; the ratio is the median of the pairs' ratios.
+A step is 1–30 ms and this machine's disturbances last longer than that, so the two steps of a
+pair see the same machine; timing blocks of steps instead let a burst land on one side only
+(the earlier version of this script, whose ratios swung by ±0.2 between runs). The times shown
+are the median steps. ``--clock cpu`` times this process's CPU seconds instead of the wall clock
+(with ``--threads 1`` it ignores time spent waiting for a core).
 ``SPECTRAL_STUDY_FUSED=0`` times the eager fallback instead of the fused CPU loops.
 Target: every ratio ≤ 1.10 (goal ≤ 1.05).
 """
@@ -32,19 +34,35 @@ SETS = ("both", "receiving")
 TARGET = 1.10
 
 
-def time_steps(layer: nn.Module, x: torch.Tensor, steps: int, clock) -> float:
-    """Seconds for ``steps`` training-style steps: fresh gradients, forward, backward."""
+def time_step(layer: nn.Module, x: torch.Tensor, clock) -> float:
+    """Seconds for one training-style step: fresh gradients, forward, backward."""
     start = clock()
-    for _ in range(steps):
-        layer.zero_grad(set_to_none=True)  # as a training loop does; grads are not accumulated
-        layer(x).sum().backward()
+    layer.zero_grad(set_to_none=True)  # as a training loop does; grads are not accumulated
+    layer(x).sum().backward()
     return clock() - start
+
+
+def compare(ours: nn.Module, baseline: nn.Module, x: torch.Tensor, pairs: int, clock) -> tuple[float, float, float]:
+    """(median step of ours, median step of the baseline, median of the pairs' ratios)."""
+    for _ in range(5):  # warm-up: allocator, kernels, caches
+        time_step(ours, x, clock), time_step(baseline, x, clock)
+    ours_t, base_t = [], []
+    for i in range(pairs):
+        if i % 2:
+            b = time_step(baseline, x, clock)
+            o = time_step(ours, x, clock)
+        else:
+            o = time_step(ours, x, clock)
+            b = time_step(baseline, x, clock)
+        ours_t.append(o)
+        base_t.append(b)
+    ratio = statistics.median(a / c for a, c in zip(ours_t, base_t))
+    return statistics.median(ours_t), statistics.median(base_t), ratio
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=301, help="steps of each, taken in turns")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
@@ -65,19 +83,10 @@ def main() -> None:
         for eigenvalues in SETS:
             for mode, flags in MODES.items():
                 ours = SpectralLinear(784, width, eigenvalues=eigenvalues, **flags)
-                for layer in (ours, baseline):  # warm-up: allocator, kernels
-                    time_steps(layer, x, 3, clock)
-                ours_t, base_t = [], []
-                for _ in range(args.repeats):
-                    ours_t.append(time_steps(ours, x, args.steps, clock))
-                    base_t.append(time_steps(baseline, x, args.steps, clock))
-                # The fastest repeat is the least disturbed by the rest of the machine (as timeit
-                # advises); the ratio pairs each repeat of ours with the baseline's right after it.
-                o, b = min(ours_t), min(base_t)
-                ratio = statistics.median(a / c for a, c in zip(ours_t, base_t))
+                o, b, ratio = compare(ours, baseline, x, args.pairs, clock)
                 worst = max(worst, ratio)
-                print(f"{width:>9} {eigenvalues:<11} {mode:<18} {1e3 * o / args.steps:8.3f} "
-                      f"{1e3 * b / args.steps:9.3f} {ratio:6.3f}", flush=True)
+                print(f"{width:>9} {eigenvalues:<11} {mode:<18} {1e3 * o:8.3f} {1e3 * b:9.3f} {ratio:6.3f}",
+                      flush=True)
     print(f"worst ratio: {worst:.3f} (target <= {TARGET:.2f})")
 
 

@@ -11,13 +11,18 @@ path in `spectral_study.spectral`, which computes the same W and ∂L/∂φ bit 
 operations, no fused multiply-add: ``-ffp-contract=off``) and the eigenvalue gradients up to
 summation order.
 
-Determinism: the reductions run over fixed blocks of rows whatever the number of threads, and
-the blocks are added in order, so the same inputs give the same bits on any thread count.
+Each loop exists twice in the library, an AVX2 copy and a baseline x86-64 copy, and the loader
+picks one per CPU (GCC's ``target_clones``; a compiler without it builds the baseline alone).
+
+Determinism: the reductions run over fixed blocks of rows whatever the number of threads, the
+blocks are added in order, and each row's sum runs in a fixed number of lanes written out in the
+source, so the same inputs give the same bits on any thread count and either copy.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import subprocess
 import tempfile
@@ -30,82 +35,99 @@ import torch
 _SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
-#include <stdlib.h>
 #define BLOCK 16  /* rows per partial column sum: fixed, so results do not depend on threads */
+#define LANES 16  /* partial sums per row: fixed, so results do not depend on the vector width */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(SPECTRAL_NO_CLONES)
+/* An AVX2 copy and a baseline copy of each loop; the loader picks one per CPU. Both do the same
+   arithmetic in the same order (explicit lanes, no fused multiply-add), so the same bits. */
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
 
 #define DEFINE(T, NAME)                                                                          \
-void weight_##NAME(const T* restrict phi, const T* restrict lin, const T* restrict lout,         \
-                   T* restrict w, int64_t members, int64_t rows, int64_t cols, int threads) {    \
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")                            \
-    for (int64_t r = 0; r < members * rows; r++) {                                               \
-        const T* li = lin + (r / rows) * cols;                                                   \
-        const T lo = lout[r];                                                                    \
-        const T* p = phi + r * cols;                                                             \
-        T* o = w + r * cols;                                                                     \
-        _Pragma("omp simd")                                                                      \
+CLONES static void weight_rows_##NAME(const T* restrict phi, const T* restrict li,               \
+                                      const T* restrict lout, T* restrict w,                     \
+                                      int64_t nrows, int64_t cols) {                             \
+    for (int64_t i = 0; i < nrows; i++) {                                                        \
+        const T lo = lout[i];                                                                    \
+        const T* restrict p = phi + i * cols;                                                    \
+        T* restrict o = w + i * cols;                                                            \
         for (int64_t j = 0; j < cols; j++) o[j] = p[j] * (li[j] - lo);                           \
+    }                                                                                            \
+}                                                                                                \
+/* One block of rows. g: dL/dW rows, overwritten with dL/dphi when want_phi; col: this block's  \
+   column sums of g*phi (NULL: not wanted); gout: -row sums of g*phi (NULL: not wanted). */      \
+CLONES static void grads_rows_##NAME(T* restrict g, const T* restrict phi, const T* restrict li, \
+                                     const T* restrict lout, T* restrict col,                    \
+                                     T* restrict gout, int want_phi, int64_t nrows,              \
+                                     int64_t cols) {                                             \
+    if (col) memset(col, 0, cols * sizeof(T));                                                   \
+    for (int64_t i = 0; i < nrows; i++) {                                                        \
+        T* restrict gr = g + i * cols;                                                           \
+        const T* restrict p = phi + i * cols;                                                    \
+        const T lo = lout[i];                                                                    \
+        if (!gout && !col) {                                                                     \
+            for (int64_t j = 0; j < cols; j++) gr[j] = gr[j] * (li[j] - lo);                     \
+            continue;                                                                            \
+        }                                                                                        \
+        T acc[LANES] = {0};                                                                      \
+        int64_t j = 0;                                                                           \
+        for (; j + LANES <= cols; j += LANES) {                                                  \
+            for (int l = 0; l < LANES; l++) {                                                    \
+                const T gp = gr[j + l] * p[j + l];                                               \
+                acc[l] += gp;                                                                    \
+                if (col) col[j + l] += gp;                                                       \
+                if (want_phi) gr[j + l] = gr[j + l] * (li[j + l] - lo);                          \
+            }                                                                                    \
+        }                                                                                        \
+        for (int l = 0; j < cols; j++, l++) {                                                    \
+            const T gp = gr[j] * p[j];                                                           \
+            acc[l] += gp;                                                                        \
+            if (col) col[j] += gp;                                                               \
+            if (want_phi) gr[j] = gr[j] * (li[j] - lo);                                          \
+        }                                                                                        \
+        if (gout) {                                                                              \
+            for (int w = LANES / 2; w > 0; w /= 2)                                               \
+                for (int l = 0; l < w; l++) acc[l] += acc[l + w];                                \
+            gout[i] = (T)(-acc[0]);                                                              \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+void weight_##NAME(const T* phi, const T* lin, const T* lout, T* w,                              \
+                   int64_t members, int64_t rows, int64_t cols, int threads) {                   \
+    const int64_t nblocks = (rows + BLOCK - 1) / BLOCK;                                          \
+    _Pragma("omp parallel for schedule(static) num_threads(threads) if(threads > 1)")            \
+    for (int64_t b = 0; b < members * nblocks; b++) {                                            \
+        const int64_t k = b / nblocks, r0 = (b % nblocks) * BLOCK;                               \
+        const int64_t n = r0 + BLOCK < rows ? BLOCK : rows - r0;                                 \
+        const int64_t r = k * rows + r0;                                                         \
+        weight_rows_##NAME(phi + r * cols, lin + k * cols, lout + r, w + r * cols, n, cols);     \
     }                                                                                            \
 }                                                                                                \
 /* g: dL/dW (members, rows, cols), overwritten with dL/dphi when want_phi. gin (members, cols)  \
    and gout (members, rows) may be NULL. scratch: members * nblocks * cols values of T. */      \
-void grads_##NAME(T* restrict g, const T* restrict phi, const T* restrict lin,                   \
-                  const T* restrict lout, T* restrict gin, T* restrict gout, int want_phi,       \
-                  int64_t members, int64_t rows, int64_t cols, int threads,                      \
-                  T* restrict scratch) {                                                         \
+void grads_##NAME(T* g, const T* phi, const T* lin, const T* lout, T* gin, T* gout,              \
+                  int want_phi, int64_t members, int64_t rows, int64_t cols, int threads,        \
+                  T* scratch) {                                                                  \
     const int64_t nblocks = (rows + BLOCK - 1) / BLOCK;                                          \
-    _Pragma("omp parallel for schedule(static) num_threads(threads)")                            \
+    _Pragma("omp parallel for schedule(static) num_threads(threads) if(threads > 1)")            \
     for (int64_t b = 0; b < members * nblocks; b++) {                                            \
         const int64_t k = b / nblocks, r0 = (b % nblocks) * BLOCK;                               \
-        const int64_t r1 = r0 + BLOCK < rows ? r0 + BLOCK : rows;                                \
-        const T* li = lin + k * cols;                                                            \
-        T* col = gin ? scratch + b * cols : NULL;                                                \
-        if (gin) memset(col, 0, cols * sizeof(T));                                               \
-        for (int64_t i = r0; i < r1; i++) {                                                      \
-            const int64_t r = k * rows + i;                                                      \
-            T* gr = g + r * cols;                                                                \
-            const T* p = phi + r * cols;                                                         \
-            const T lo = lout[r];                                                                \
-            T acc = 0;                                                                           \
-            if (gin && want_phi) {                                                               \
-                _Pragma("omp simd reduction(+:acc)")                                             \
-                for (int64_t j = 0; j < cols; j++) {                                             \
-                    const T gp = gr[j] * p[j];                                                   \
-                    acc += gp;                                                                   \
-                    col[j] += gp;                                                                \
-                    gr[j] = gr[j] * (li[j] - lo);                                                \
-                }                                                                                \
-            } else if (gin) {                                                                    \
-                _Pragma("omp simd reduction(+:acc)")                                             \
-                for (int64_t j = 0; j < cols; j++) {                                             \
-                    const T gp = gr[j] * p[j];                                                   \
-                    acc += gp;                                                                   \
-                    col[j] += gp;                                                                \
-                }                                                                                \
-            } else if (want_phi && gout) {                                                       \
-                _Pragma("omp simd reduction(+:acc)")                                             \
-                for (int64_t j = 0; j < cols; j++) {                                             \
-                    acc += gr[j] * p[j];                                                         \
-                    gr[j] = gr[j] * (li[j] - lo);                                                \
-                }                                                                                \
-            } else if (want_phi) {                                                               \
-                _Pragma("omp simd")                                                              \
-                for (int64_t j = 0; j < cols; j++) gr[j] = gr[j] * (li[j] - lo);                 \
-            } else {                                                                             \
-                _Pragma("omp simd reduction(+:acc)")                                             \
-                for (int64_t j = 0; j < cols; j++) acc += gr[j] * p[j];                          \
-            }                                                                                    \
-            if (gout) gout[r] = (T)(-acc);                                                       \
-        }                                                                                        \
+        const int64_t n = r0 + BLOCK < rows ? BLOCK : rows - r0;                                 \
+        const int64_t r = k * rows + r0;                                                         \
+        grads_rows_##NAME(g + r * cols, phi + r * cols, lin + k * cols, lout + r,                \
+                          gin ? scratch + b * cols : NULL, gout ? gout + r : NULL, want_phi,     \
+                          n, cols);                                                              \
     }                                                                                            \
     if (gin) {                                                                                   \
-        _Pragma("omp parallel for schedule(static) num_threads(threads) if(members > 1)")        \
+        _Pragma("omp parallel for schedule(static) num_threads(threads) if(members > 1 && threads > 1)") \
         for (int64_t k = 0; k < members; k++) {                                                  \
             const T* part = scratch + k * nblocks * cols;                                        \
-            for (int64_t j = 0; j < cols; j++) gin[k * cols + j] = 0;                            \
-            for (int64_t b = 0; b < nblocks; b++, part += cols) {                                \
-                _Pragma("omp simd")                                                              \
-                for (int64_t j = 0; j < cols; j++) gin[k * cols + j] += part[j];                 \
-            }                                                                                    \
+            T* out = gin + k * cols;                                                             \
+            memcpy(out, part, cols * sizeof(T));                                                 \
+            for (int64_t b = 1; b < nblocks; b++)                                                \
+                for (int64_t j = 0; j < cols; j++) out[j] += part[b * cols + j];                 \
         }                                                                                        \
     }                                                                                            \
 }
@@ -113,10 +135,11 @@ void grads_##NAME(T* restrict g, const T* restrict phi, const T* restrict lin,  
 DEFINE(float, f32)
 DEFINE(double, f64)
 """
-# The sums accumulate in the layer's dtype, as torch's own do: each row's in SIMD partial sums,
-# each column's over blocks of BLOCK rows, then the blocks in order. No fused multiply-add (the
-# eager path has none either) and no target-specific code: the same
-# source gives the same bits on every x86-64 node.
+# The sums accumulate in the layer's dtype, as torch's own do: each row's in LANES partial sums
+# (lane l takes columns l, l + LANES, ...; the lanes are then added pairwise, in a fixed tree),
+# each column's over blocks of BLOCK rows, then the blocks in order. The order is written in the
+# source rather than left to the vectoriser, and there is no fused multiply-add (the eager path
+# has none either), so the AVX2 and the baseline copies give the same bits on every x86-64 node.
 _FLAGS = ("-O3", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared")
 _BLOCK = 16
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -127,6 +150,7 @@ _THREADED_ELEMENTS = 1 << 18
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _failed = False
+_kernels: dict[torch.dtype, Kernels] = {}
 
 
 def enabled() -> bool:
@@ -134,44 +158,63 @@ def enabled() -> bool:
     return os.environ.get("SPECTRAL_STUDY_FUSED", "1") not in ("0", "false", "no", "off")
 
 
-def usable(*tensors: torch.Tensor) -> bool:
-    """True when the fused loops can take these tensors: CPU, float32 or float64, contiguous,
-    one dtype, and the library built (it is built on the first call that could use it)."""
+def kernels(*tensors: torch.Tensor) -> Kernels | None:
+    """The fused passes for these tensors, or None when they cannot take them: not CPU, not
+    float32/float64, mixed dtypes, not contiguous, switched off, or no library (it is built on
+    the first call that could use it). The layer asks once per forward and keeps the answer for
+    backward: at small widths these checks cost as much as the passes themselves."""
     first = tensors[0]
-    if not enabled() or first.device.type != "cpu" or first.dtype not in _SUFFIX:
-        return False
-    if not all(t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous() for t in tensors):
-        return False
-    return _load() is not None
+    dtype = first.dtype
+    if first.device.type != "cpu" or dtype not in _SUFFIX or not enabled():
+        return None
+    for t in tensors:
+        if t.dtype != dtype or not t.is_contiguous() or t.device.type != "cpu":
+            return None
+    found = _kernels.get(dtype)
+    if found is None and _load() is not None:
+        found = _kernels[dtype]
+    return found
 
 
-def weight(phi: torch.Tensor, lambda_in: torch.Tensor, lambda_out: torch.Tensor) -> torch.Tensor:
-    """W = φ ⊙ (λ_in[..., None, :] − λ_out[..., :, None]) in one pass (φ: (..., out, in))."""
-    rows, cols = phi.shape[-2:]
-    members = phi.numel() // (rows * cols) if phi.numel() else 0
-    out = torch.empty_like(phi)
-    fn = getattr(_library, f"weight_{_SUFFIX[phi.dtype]}")
-    fn(phi.data_ptr(), lambda_in.data_ptr(), lambda_out.data_ptr(), out.data_ptr(),
-       members, rows, cols, _threads(phi))
-    return out
+def usable(*tensors: torch.Tensor) -> bool:
+    """True when the fused loops can take these tensors (see `kernels`)."""
+    return kernels(*tensors) is not None
 
 
-def grads(grad_weight: torch.Tensor, phi: torch.Tensor, lambda_in: torch.Tensor, lambda_out: torch.Tensor,
-          *, need_phi: bool, need_in: bool, need_out: bool):
-    """(∂L/∂φ, ∂L/∂λ_in, ∂L/∂λ_out) from ∂L/∂W in one pass; None where not needed.
-    ``grad_weight`` must be a fresh contiguous tensor: it becomes ∂L/∂φ in place."""
-    rows, cols = phi.shape[-2:]
-    members = phi.numel() // (rows * cols) if phi.numel() else 0
-    lead = phi.shape[:-2]
-    grad_in = torch.empty((*lead, cols), dtype=phi.dtype) if need_in else None
-    grad_out = torch.empty((*lead, rows), dtype=phi.dtype) if need_out else None
-    blocks = -(-rows // _BLOCK)
-    scratch = torch.empty(members * blocks * cols if need_in else 1, dtype=phi.dtype)
-    fn = getattr(_library, f"grads_{_SUFFIX[phi.dtype]}")
-    fn(grad_weight.data_ptr(), phi.data_ptr(), lambda_in.data_ptr(), lambda_out.data_ptr(),
-       None if grad_in is None else grad_in.data_ptr(), None if grad_out is None else grad_out.data_ptr(),
-       int(need_phi), members, rows, cols, _threads(phi), scratch.data_ptr())
-    return (grad_weight if need_phi else None), grad_in, grad_out
+class Kernels:
+    """The two compiled passes for one dtype, called through ctypes."""
+
+    __slots__ = ("dtype", "_weight", "_grads")
+
+    def __init__(self, library: ctypes.CDLL, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self._weight = getattr(library, f"weight_{_SUFFIX[dtype]}")
+        self._grads = getattr(library, f"grads_{_SUFFIX[dtype]}")
+
+    def weight(self, phi: torch.Tensor, lambda_in: torch.Tensor, lambda_out: torch.Tensor) -> torch.Tensor:
+        """W = φ ⊙ (λ_in[..., None, :] − λ_out[..., :, None]) in one pass (φ: (..., out, in))."""
+        *lead, rows, cols = phi.shape
+        out = torch.empty_like(phi)
+        self._weight(phi.data_ptr(), lambda_in.data_ptr(), lambda_out.data_ptr(), out.data_ptr(),
+                     math.prod(lead), rows, cols, _threads(phi))
+        return out
+
+    def grads(self, grad_weight: torch.Tensor, phi: torch.Tensor, lambda_in: torch.Tensor,
+              lambda_out: torch.Tensor, need_phi: bool, need_in: bool, need_out: bool):
+        """(∂L/∂φ, ∂L/∂λ_in, ∂L/∂λ_out) from ∂L/∂W in one pass; None where not needed.
+        ``grad_weight`` must be a fresh contiguous tensor: it becomes ∂L/∂φ in place."""
+        *lead, rows, cols = phi.shape
+        members = math.prod(lead)
+        grad_in = grad_out = scratch = None
+        if need_in:
+            grad_in = torch.empty((*lead, cols), dtype=self.dtype)
+            scratch = torch.empty(members * -(-rows // _BLOCK) * cols, dtype=self.dtype)
+        if need_out:
+            grad_out = torch.empty((*lead, rows), dtype=self.dtype)
+        self._grads(grad_weight.data_ptr(), phi.data_ptr(), lambda_in.data_ptr(), lambda_out.data_ptr(),
+                    grad_in.data_ptr() if need_in else None, grad_out.data_ptr() if need_out else None,
+                    need_phi, members, rows, cols, _threads(phi), scratch.data_ptr() if need_in else None)
+        return (grad_weight if need_phi else None), grad_in, grad_out
 
 
 def _threads(tensor: torch.Tensor) -> int:
@@ -185,7 +228,12 @@ def _load() -> ctypes.CDLL | None:
     with _lock:
         if _library is None and not _failed:
             try:
-                _library = _declare(ctypes.CDLL(str(_build())))
+                try:
+                    built = _build()
+                except OSError:  # a compiler without target_clones: the baseline copy alone
+                    built = _build(_FLAGS + ("-DSPECTRAL_NO_CLONES",))
+                _library = _declare(ctypes.CDLL(str(built)))
+                _kernels.update({dtype: Kernels(_library, dtype) for dtype in _SUFFIX})
             except (OSError, subprocess.SubprocessError) as error:
                 _failed = True
                 warnings.warn(f"SpectralLinear: fused CPU loops unavailable ({error}); using the "
@@ -193,11 +241,11 @@ def _load() -> ctypes.CDLL | None:
     return _library
 
 
-def _build() -> Path:
-    """The compiled library, built once per machine and source (an atomic rename, so trials that
-    build it at the same time each leave a whole file)."""
+def _build(flags: tuple[str, ...] = _FLAGS) -> Path:
+    """The compiled library, built once per machine, source and flags (an atomic rename, so
+    trials that build it at the same time each leave a whole file)."""
     compiler = os.environ.get("CC", "cc")
-    key = hashlib.sha256("\0".join((_SOURCE, compiler, *_FLAGS)).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join((_SOURCE, compiler, *flags)).encode()).hexdigest()[:16]
     directory = _cache_dir()
     target = directory / f"spectral_fused-{key}.so"
     if target.exists():
@@ -206,7 +254,7 @@ def _build() -> Path:
         source = Path(tmp) / "spectral_fused.c"
         source.write_text(_SOURCE)
         built = Path(tmp) / target.name
-        done = subprocess.run([compiler, *_FLAGS, str(source), "-o", str(built)],
+        done = subprocess.run([compiler, *flags, str(source), "-o", str(built)],
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise OSError(f"{compiler} failed: {done.stderr.strip()[:300]}")

@@ -43,24 +43,17 @@ def _scale(lambda_in: torch.Tensor, lambda_out: torch.Tensor) -> torch.Tensor:
     return lambda_in.unsqueeze(-2) - lambda_out.unsqueeze(-1)
 
 
-def spectral_weight(phi: torch.Tensor, lambda_in: torch.Tensor, lambda_out: torch.Tensor) -> torch.Tensor:
-    """W = φ ⊙ (λ_in[None, :] − λ_out[:, None]) (with leading member dimensions, if any), no graph."""
-    if _fused.usable(phi, lambda_in, lambda_out):
-        return _fused.weight(phi, lambda_in, lambda_out)
-    return phi * _scale(lambda_in, lambda_out)
-
-
 def spectral_weight_grads(grad_weight: torch.Tensor, phi: torch.Tensor, lambda_in: torch.Tensor,
-                          lambda_out: torch.Tensor, *, need_phi: bool, need_in: bool, need_out: bool):
+                          lambda_out: torch.Tensor, need_phi: bool, need_in: bool, need_out: bool,
+                          kernels: _fused.Kernels | None = None):
     """(∂L/∂φ, ∂L/∂λ_in, ∂L/∂λ_out) from ∂L/∂W, None where not needed; ``grad_weight`` (fresh,
-    contiguous) is reused for ∂L/∂φ.
+    contiguous) is reused for ∂L/∂φ. ``kernels``: the fused passes, None for the eager path.
 
         ∂L/∂φ[i, j] = g[i, j] (λ_in[j] − λ_out[i])
         ∂L/∂λ_in[j] = Σ_i g[i, j] φ[i, j]        ∂L/∂λ_out[i] = −Σ_j g[i, j] φ[i, j]
     """
-    if _fused.usable(grad_weight, phi, lambda_in, lambda_out):
-        return _fused.grads(grad_weight, phi, lambda_in, lambda_out,
-                            need_phi=need_phi, need_in=need_in, need_out=need_out)
+    if kernels is not None:
+        return kernels.grads(grad_weight, phi, lambda_in, lambda_out, need_phi, need_in, need_out)
     grad_in = grad_out = None
     if need_in or need_out:
         projected = grad_weight * phi
@@ -72,15 +65,20 @@ def spectral_weight_grads(grad_weight: torch.Tensor, phi: torch.Tensor, lambda_i
 
 class _SpectralLinearFunction(torch.autograd.Function):
     """y = x Wᵀ + b with W = φ ⊙ (λ_in − λ_out): a plain layer (x: N × in, φ: out × in) or K
-    members (x: K × N × in, φ: K × out × in). W is built once and kept for ∂L/∂x."""
+    members (x: K × N × in, φ: K × out × in). W is built once and kept for ∂L/∂x.
+
+    Lean on purpose: at small widths a step's Python (checks, wrappers, allocations) cost as much
+    as its passes, so the fused-or-eager decision is taken once in forward and kept for backward."""
 
     @staticmethod
     def forward(ctx, x, phi, lambda_in, lambda_out, bias):
-        weight = spectral_weight(phi, lambda_in, lambda_out)
+        kernels = _fused.kernels(phi, lambda_in, lambda_out)
+        weight = kernels.weight(phi, lambda_in, lambda_out) if kernels else phi * _scale(lambda_in, lambda_out)
         if phi.dim() == 2:
             y = x.matmul(weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
         else:
             y = torch.bmm(x, weight.mT) if bias is None else torch.baddbmm(bias.unsqueeze(-2), x, weight.mT)
+        ctx.kernels = kernels
         ctx.save_for_backward(x, phi, lambda_in, lambda_out, weight)
         return y
 
@@ -94,7 +92,7 @@ class _SpectralLinearFunction(torch.autograd.Function):
         if need_phi or need_in or need_out:
             grad_weight = grad.mT.matmul(x)  # fresh and contiguous: it becomes ∂L/∂φ in place
             grad_phi, grad_in, grad_out = spectral_weight_grads(
-                grad_weight, phi, lambda_in, lambda_out, need_phi=need_phi, need_in=need_in, need_out=need_out)
+                grad_weight, phi, lambda_in, lambda_out, need_phi, need_in, need_out, ctx.kernels)
         if need_bias:
             grad_bias = grad.sum(-2)
         return grad_x, grad_phi, grad_in, grad_out, grad_bias
@@ -203,18 +201,17 @@ class SpectralLinear(nn.Module):
         return self.phi * _scale(self.lambda_in, self.lambda_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.members is not None:
-            if x.dim() != 3 or x.shape[0] != self.members:
-                raise ValueError(f"a layer of {self.members} members takes input of shape "
-                                 f"({self.members}, batch, {self.in_features}), got {tuple(x.shape)}")
-            flat = x
-        else:
-            flat = x.reshape(-1, self.in_features)
+        members = self.members
+        if members is not None and (x.dim() != 3 or x.shape[0] != members):
+            raise ValueError(f"a layer of {members} members takes input of shape "
+                             f"({members}, batch, {self.in_features}), got {tuple(x.shape)}")
+        # nn.Linear takes any leading dimensions; the products want exactly one (or the members').
+        flat = x if members is not None or x.dim() == 2 else x.reshape(-1, self.in_features)
         if self.eigenvalues == "receiving":
             y = _receiving_linear(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
         else:
             y = _SpectralLinearFunction.apply(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
-        return y if self.members is not None else y.reshape(*x.shape[:-1], self.out_features)
+        return y if flat is x else y.reshape(*x.shape[:-1], self.out_features)
 
     def eigenvalue_parameters(self) -> list[nn.Parameter]:
         """The eigenvalue parameters (they get their own learning rate)."""

@@ -172,6 +172,28 @@ def test_fused_and_eager_paths_agree_and_are_deterministic(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(fused, run("1")))
 
 
+def test_vector_width_does_not_change_the_bits():
+    """The library picks an AVX2 or a baseline copy of each loop by CPU; a build with the
+    baseline copy alone must give the same bits (the sums' order is written in the source), so
+    the nodes of a mixed cluster agree. Odd sizes: partial lane groups and row blocks."""
+    import ctypes
+
+    if not _fused.usable(torch.zeros(2, 2)):
+        pytest.fail("the fused loops should build on this machine (a C compiler)")
+    baseline = _fused._declare(ctypes.CDLL(str(_fused._build(_fused._FLAGS + ("-DSPECTRAL_NO_CLONES",)))))
+    g = torch.Generator().manual_seed(12)
+    for dtype in (torch.float32, torch.float64):
+        ours, plain = _fused._kernels[dtype], _fused.Kernels(baseline, dtype)
+        for members, rows, cols in ((1, 37, 101), (3, 16, 47), (1, 600, 500)):
+            phi, grad_weight = (torch.randn(members, rows, cols, generator=g, dtype=dtype) for _ in range(2))
+            lambda_in = torch.randn(members, cols, generator=g, dtype=dtype)
+            lambda_out = torch.randn(members, rows, generator=g, dtype=dtype)
+            assert torch.equal(ours.weight(phi, lambda_in, lambda_out), plain.weight(phi, lambda_in, lambda_out))
+            for a, b in zip(ours.grads(grad_weight.clone(), phi, lambda_in, lambda_out, True, True, True),
+                            plain.grads(grad_weight.clone(), phi, lambda_in, lambda_out, True, True, True)):
+                assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("eigenvalues", ["both", "receiving"])
 def test_stacked_members_compute_what_each_layer_computes_alone(path, eigenvalues):
     layers = [SpectralLinear(6, 4, eigenvalues=eigenvalues, dtype=torch.float64,
