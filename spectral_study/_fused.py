@@ -45,6 +45,11 @@ _SOURCE = r"""
 #define CLONES
 #endif
 
+/* Block b of the (members * nblocks) row blocks: member k, its n rows from global row r. */
+#define LOCATE(b)                                                                                \
+    const int64_t k = (b) / nblocks, r0 = ((b) % nblocks) * BLOCK;                               \
+    const int64_t n = r0 + BLOCK < rows ? BLOCK : rows - r0, r = k * rows + r0;
+
 #define DEFINE(T, NAME)                                                                          \
 CLONES static void weight_rows_##NAME(const T* restrict phi, const T* restrict li,               \
                                       const T* restrict lout, T* restrict w,                     \
@@ -99,9 +104,7 @@ void weight_##NAME(const T* phi, const T* lin, const T* lout, T* w,             
     const int64_t nblocks = (rows + BLOCK - 1) / BLOCK;                                          \
     _Pragma("omp parallel for schedule(static) num_threads(threads) if(threads > 1)")            \
     for (int64_t b = 0; b < members * nblocks; b++) {                                            \
-        const int64_t k = b / nblocks, r0 = (b % nblocks) * BLOCK;                               \
-        const int64_t n = r0 + BLOCK < rows ? BLOCK : rows - r0;                                 \
-        const int64_t r = k * rows + r0;                                                         \
+        LOCATE(b)                                                                                \
         weight_rows_##NAME(phi + r * cols, lin + k * cols, lout + r, w + r * cols, n, cols);     \
     }                                                                                            \
 }                                                                                                \
@@ -113,9 +116,7 @@ void grads_##NAME(T* g, const T* phi, const T* lin, const T* lout, T* gin, T* go
     const int64_t nblocks = (rows + BLOCK - 1) / BLOCK;                                          \
     _Pragma("omp parallel for schedule(static) num_threads(threads) if(threads > 1)")            \
     for (int64_t b = 0; b < members * nblocks; b++) {                                            \
-        const int64_t k = b / nblocks, r0 = (b % nblocks) * BLOCK;                               \
-        const int64_t n = r0 + BLOCK < rows ? BLOCK : rows - r0;                                 \
-        const int64_t r = k * rows + r0;                                                         \
+        LOCATE(b)                                                                                \
         grads_rows_##NAME(g + r * cols, phi + r * cols, lin + k * cols, lout + r,                \
                           gin ? scratch + b * cols : NULL, gout ? gout + r : NULL, want_phi,     \
                           n, cols);                                                              \

@@ -1,5 +1,6 @@
 """Contracts of SpectralLinear: the transfer operator's block is the weight; flags gate gradients;
 the fast paths (fused loops, the receiving set without W, members) compute the plain formula."""
+import ctypes
 import itertools
 
 import pytest
@@ -176,8 +177,6 @@ def test_vector_width_does_not_change_the_bits():
     """The library picks an AVX2 or a baseline copy of each loop by CPU; a build with the
     baseline copy alone must give the same bits (the sums' order is written in the source), so
     the nodes of a mixed cluster agree. Odd sizes: partial lane groups and row blocks."""
-    import ctypes
-
     if not _fused.usable(torch.zeros(2, 2)):
         pytest.fail("the fused loops should build on this machine (a C compiler)")
     baseline = _fused._declare(ctypes.CDLL(str(_fused._build(_fused._FLAGS + ("-DSPECTRAL_NO_CLONES",)))))
