@@ -29,6 +29,15 @@ def save_checkpoint(state: dict, directory: str | os.PathLike) -> Path:
     return path
 
 
+def is_whole(filesystem, path: str) -> bool:
+    """Whether the checkpoint folder ``path`` on a pyarrow ``filesystem`` (local or S3) holds its
+    state file. A driver killed while Tune deleted a replaced checkpoint can leave the folder
+    without it: on S3 the folder's marker object outlived ``state.pt`` (seen in a resumed study)."""
+    import pyarrow.fs as pafs
+
+    return filesystem.get_file_info(f"{path.rstrip('/')}/{CHECKPOINT_FILE}").type == pafs.FileType.File
+
+
 def load_checkpoint(directory: str | os.PathLike) -> dict:
     """The state saved by `save_checkpoint`, every tensor on the CPU."""
     return torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)

@@ -39,7 +39,6 @@ def _use_token_auth_if_available() -> None:
 
 _use_token_auth_if_available()
 
-import pyarrow.fs as pafs  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
@@ -165,18 +164,19 @@ class _StartOverWhenCheckpointIsGone:
     """Mixed into Tune's function trainable (through Ray's ``__mixins__`` hook).
 
     A driver killed mid-study leaves an experiment state saved a little earlier, which may name a
-    checkpoint that Tune has since replaced and deleted (num_to_keep). Tune's own restore then
-    raises, and every retry of that trial fails the same way. Here the trial starts over from
-    epoch 0 instead: the results' exactly-once rule makes a repeated trial harmless."""
+    checkpoint that Tune has since replaced and deleted (num_to_keep), wholly or, when the kill
+    came during the deletion, all but the folder. Tune's own restore then raises, and every retry
+    of that trial fails the same way. Here the trial starts over from epoch 0 instead: the
+    results' exactly-once rule makes a repeated trial harmless."""
 
     def restore(self, checkpoint_path):
+        from spectral_study.checkpoint import is_whole
+
         checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
-        if isinstance(checkpoint, tune.Checkpoint):
-            info = checkpoint.filesystem.get_file_info(checkpoint.path)
-            if info.type == pafs.FileType.NotFound:
-                print(f"checkpoint {checkpoint.path} is gone (saved before the driver stopped, deleted "
-                      f"since); starting this trial from epoch 0")
-                return None
+        if isinstance(checkpoint, tune.Checkpoint) and not is_whole(checkpoint.filesystem, checkpoint.path):
+            print(f"checkpoint {checkpoint.path} is gone or incomplete (saved before the driver stopped, "
+                  f"deleted since); starting this trial from epoch 0")
+            return None
         return super().restore(checkpoint_path)
 
 

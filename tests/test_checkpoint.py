@@ -61,3 +61,15 @@ def _tensors(value):
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from _tensors(item)
+
+
+def test_a_folder_is_a_whole_checkpoint_only_with_its_state_file(tmp_path):
+    import pyarrow.fs as pafs
+
+    from spectral_study.checkpoint import is_whole
+
+    local = pafs.LocalFileSystem()
+    assert not is_whole(local, str(tmp_path / "missing"))
+    assert not is_whole(local, str(tmp_path))  # the folder alone
+    save_checkpoint({"elapsed_seconds": 1.0}, tmp_path)
+    assert is_whole(local, str(tmp_path))

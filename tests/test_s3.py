@@ -142,3 +142,22 @@ def test_killed_driver_resumes_from_a_uri_with_the_endpoint_in_it(s3_ray, s3_ser
     assert len(trials) == 4 and trials["trial_id"].is_unique and set(trials["status"]) == {"completed"}
     assert len(epochs) == 4 * 3 and not epochs.duplicated(["trial_id", "epoch"]).any()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.yaml"]
+
+
+def test_a_checkpoint_folder_without_its_state_file_is_not_whole(s3_server):
+    """What a driver killed while Tune deleted a replaced checkpoint leaves on S3: the folder's
+    marker without ``state.pt``. The folder "exists", the checkpoint is not whole, so the trial
+    starts over instead of failing every retry on the missing file (seen once in this suite)."""
+    import pyarrow.fs as pafs
+
+    from spectral_study.checkpoint import CHECKPOINT_FILE, is_whole
+
+    s3 = pafs.S3FileSystem(endpoint_override=s3_server.endpoint.split("://")[1], scheme="http",
+                           access_key="testing", secret_key="testing", region="us-east-1")
+    folder = f"{s3_server.bucket}/ckpt/checkpoint_000001"
+    s3.create_dir(folder)
+    assert s3.get_file_info(folder).type == pafs.FileType.Directory  # what the old check looked at
+    assert not is_whole(s3, folder) and not is_whole(s3, f"{s3_server.bucket}/ckpt/checkpoint_000002")
+    with s3.open_output_stream(f"{folder}/{CHECKPOINT_FILE}") as out:
+        out.write(b"state")
+    assert is_whole(s3, folder) and is_whole(s3, folder + "/")
