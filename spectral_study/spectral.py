@@ -73,7 +73,8 @@ def spectral_weight_grads(grad_weight: torch.Tensor, phi: torch.Tensor, lambda_i
 
 class _SpectralLinearFunction(torch.autograd.Function):
     """y = x Wᵀ + b with W = φ ⊙ (λ_in − λ_out): a plain layer (x: N × in, φ: out × in) or K
-    members (x: K × N × in, φ: K × out × in). W is built once and kept for ∂L/∂x.
+    members (x: K × N × in, φ: K × out × in). W is built once, and kept for ∂L/∂x only when x
+    needs a gradient (a network's first layer does not: one φ-sized tensor less held per step).
 
     Lean on purpose: at small widths a step's Python (checks, wrappers, allocations) cost as much
     as its passes, so the fused-or-eager decision is taken once in forward and kept for backward."""
@@ -81,13 +82,14 @@ class _SpectralLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, phi, lambda_in, lambda_out, bias):
         kernels = _fused.kernels(phi, lambda_in, lambda_out)
+        keep_weight = ctx.needs_input_grad[0]  # W is kept only for ∂L/∂x
         weight = kernels.weight(phi, lambda_in, lambda_out) if kernels else phi * _scale(lambda_in, lambda_out)
         if phi.dim() == 2:
             y = x.matmul(weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
         else:
             y = torch.bmm(x, weight.mT) if bias is None else torch.baddbmm(bias.unsqueeze(-2), x, weight.mT)
         ctx.kernels = kernels
-        ctx.save_for_backward(x, phi, lambda_in, lambda_out, weight)
+        ctx.save_for_backward(x, phi, lambda_in, lambda_out, weight if keep_weight else None)
         return y
 
     @staticmethod

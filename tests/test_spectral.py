@@ -173,6 +173,22 @@ def test_fused_and_eager_paths_agree_and_are_deterministic(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(fused, run("1")))
 
 
+def test_weight_is_kept_for_backward_only_when_the_input_needs_a_gradient(path):
+    """W serves ∂L/∂x alone: for a first layer (data without gradient) it is not held between
+    forward and backward; with an input that needs one, ∂L/∂x still comes out right."""
+    layer = SpectralLinear(6, 4, generator=torch.Generator().manual_seed(3))
+    for needs_grad in (False, True):
+        x = torch.rand(3, 6, requires_grad=needs_grad)
+        saved: list[torch.Tensor] = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, seen=saved: seen.append(t) or t, lambda t: t):
+            y = layer(x)
+        held = [t for t in saved if t.shape == layer.phi.shape]
+        assert len(held) == (2 if needs_grad else 1)  # φ itself, and W only for ∂L/∂x
+        y.sum().backward()
+        if needs_grad:
+            torch.testing.assert_close(x.grad, layer.weight.detach().sum(0).expand(3, -1))
+
+
 def test_vector_width_does_not_change_the_bits():
     """The library picks an AVX2 or a baseline copy of each loop by CPU; a build with the
     baseline copy alone must give the same bits (the sums' order is written in the source), so
