@@ -21,13 +21,14 @@ Speed (benchmarks/layer_speed.py measures it against `nn.Linear`):
   matrix product and a per-output scale, so autograd's own backward is the matrix products of
   `nn.Linear` plus vectors the size of the output.
 
-What is left over `nn.Linear` (784→N, batch 256, 2 threads, two runs on a 2-core machine): with
-both sets 1.19–1.26x at N = 128, 1.14–1.20x at 512, 1.06–1.11x at 2048; the receiving set
-1.03–1.18x (0.57–0.71x when φ is frozen: no ∂L/∂φ product). At small N it is fixed cost per
-step: a Python autograd.Function and two ctypes calls (a 3×3 layer's step: 269 µs against
-nn.Linear's 173), and the two passes, which in a real step read φ from memory, not cache (the
-products in between evict it): at N = 128, on one thread, 77–106 µs for W and 101–136 µs for the
-gradients inside steps, against 38 and 58 µs on a warm φ.
+What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; two runs of
+benchmarks/layer_speed.py): with both sets 1.18–1.27x at N = 128, 1.10–1.18x at 512, 1.07–1.14x
+at 2048; the receiving set 1.02–1.19x (0.59–0.72x when φ is frozen: no ∂L/∂φ product).
+benchmarks/layer_phases.py shows where: the two products take what nn.Linear's take; the
+difference is the two passes, which inside a real step read φ from memory, not cache (the
+products in between evict it). At N = 128 the W pass takes 83–144 µs in a step and 30–48 µs
+when repeated at once on the same φ; at N = 2048 both passes run at about this machine's memory
+speed (~15 GB/s). Python (the autograd.Function, two ctypes calls) adds 30–120 µs a step.
 
 Members: a layer may hold K independent copies ("members", each seed of a trial) with a leading
 member dimension on every parameter and buffer (φ: K × out × in); its input is then K × batch ×

@@ -141,10 +141,10 @@ def run_trial(config: TrialConfig | dict, report=None, *, checkpoint: dict | Non
 
 
 # auto on a CPU stacks the seeds while every layer of a seed has at most this many weights:
-# benchmarks/packing.py, K = 8 seeds of 784-N-10, 1 thread, two runs: one stacked model took
-# 0.51x the time of 8 separate trials at N = 16, 0.52-0.58x at 64, 0.69-0.77x at 256, 0.98-0.99x
-# at 1024 (803k weights; one after another in one trial: 0.99-1.06x), but 1.26-1.38x at N = 2048
-# (1.6M), where the stacked tensors no longer fit the caches.
+# benchmarks/packing.py, K = 8 seeds of 784-N-10, 1 thread, four runs: one stacked model took
+# 0.43-0.51x the time of 8 separate trials at N = 16, 0.52-0.58x at 64, 0.69-0.78x at 256,
+# 0.98-1.03x at 1024 (803k weights; one after another in one trial: 0.97-1.06x), but 1.22-1.38x
+# at N = 2048 (1.6M), where the stacked tensors no longer fit the caches.
 CPU_STACK_MAX_WEIGHTS = 1 << 20
 
 
