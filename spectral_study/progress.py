@@ -34,6 +34,7 @@ PROGRESS_FILE = "_progress.json"
 HEARTBEAT_SECONDS = 60.0  # off a terminal, a plain line at least this often
 HEARTBEAT_ENV = "SPECTRAL_STUDY_HEARTBEAT_SECONDS"  # overrides it (tests, chatty logs)
 FILE_SECONDS = 5.0      # how often the progress file is rewritten
+FILE_ENV = "SPECTRAL_STUDY_PROGRESS_FILE_SECONDS"  # more often, never less (STALE_SECONDS assumes it)
 REDRAW_SECONDS = 0.5    # how often the terminal line is redrawn
 # A running driver rewrites the file every FILE_SECONDS; one this much older has stopped (or lost
 # its storage). Generous: a driver busy with a slow callback still counts as alive.
@@ -65,6 +66,7 @@ class Progress:
         if heartbeat is None:
             heartbeat = float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS))
         self.heartbeat = heartbeat
+        self.file_seconds = min(FILE_SECONDS, float(os.environ.get(FILE_ENV, FILE_SECONDS)))
         self.trials: dict[str, TrialView] = {}
         self._final: set[str] = set()           # trials whose end this driver saw (their state is final)
         self._epochs_seen: dict[str, int] = {}  # the epoch each trial was at when this driver first saw it
@@ -172,7 +174,7 @@ class Progress:
         elif force or now - self._last_heartbeat >= self.heartbeat:
             self._last_heartbeat = now
             print(f"progress: {format_line(self.snapshot())}", file=self.stream, flush=True)
-        if self.root is not None and (force or file or now - self._last_file >= FILE_SECONDS):
+        if self.root is not None and (force or file or now - self._last_file >= self.file_seconds):
             self._last_file = now
             self.write_file()
 

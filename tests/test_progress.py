@@ -17,6 +17,7 @@ import time
 import pytest
 
 from spectral_study.progress import (
+    FILE_ENV,
     PROGRESS_FILE,
     STALE_SECONDS,
     Progress,
@@ -172,8 +173,11 @@ def test_a_study_on_a_terminal_shows_a_live_line_and_status_its_running_trials(t
     root = tmp_path / "results" / "live"
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 250, 0, 0))  # 250 columns
+    # The file every 0.5 s instead of 5: the study lasts ~10 s, and at 5 s `status` sometimes saw
+    # its trials only at epoch 0 or already gone (1 failure in 3 runs).
     driver = subprocess.Popen([sys.executable, "-m", "spectral_study.cli", "run", str(study)],
-                              stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+                              stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                              env={**os.environ, FILE_ENV: "0.5"})
     os.close(slave)
     output, statuses = b"", []
     try:
@@ -214,3 +218,21 @@ def test_a_study_on_a_terminal_shows_a_live_line_and_status_its_running_trials(t
     assert all(s.splitlines()[0].endswith("of 2 trials finished") for s in statuses)
     assert any("running (progress" in s for s in statuses)
     assert read_progress(str(root))["state"] == "finished"
+
+
+def test_the_progress_file_can_be_rewritten_more_often_never_less(monkeypatch, tmp_path):
+    """`status` calls a file older than STALE_SECONDS stale, which assumes the 5 s rewrite: the
+    variable may shorten the interval (tests, impatient users), not lengthen it."""
+    from spectral_study.progress import FILE_SECONDS
+
+    for value, expected in (("0.5", 0.5), ("600", FILE_SECONDS)):
+        monkeypatch.setenv(FILE_ENV, value)
+        now = [0.0]
+        progress = Progress(study="s", total=1, epochs=1, metric="m", root=str(tmp_path),
+                            clock=lambda now=now: now[0], interactive=False, heartbeat=1e9)
+        assert progress.file_seconds == expected
+        progress.tick()  # t = 0: the first rewrite
+        (tmp_path / PROGRESS_FILE).unlink()
+        now[0] = 0.6
+        progress.tick()  # rewritten again only when the interval is 0.5 s
+        assert (tmp_path / PROGRESS_FILE).exists() == (expected == 0.5)
