@@ -46,7 +46,7 @@ def test_worker_node_killed_mid_study(start_cluster, make_study, tmp_path):
                 # driver fetches a just-reported result makes Ray Tune 2.60 raise from fit()
                 # (ObjectReconstructionFailedError, which its actor manager does not treat as a
                 # failed actor; seen once in this suite). That is Ray's race, not the node loss
-                # this test is about; `spectral-study resume` continues such a study.
+                # this test is about.
                 time.sleep(0.3)
                 os.kill(victim.raylet_pid(), signal.SIGKILL)
                 killed.set()

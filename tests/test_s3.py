@@ -151,13 +151,13 @@ def test_a_checkpoint_folder_without_its_state_file_is_not_whole(s3_server):
     import pyarrow.fs as pafs
 
     from spectral_study.checkpoint import CHECKPOINT_FILE, is_whole
+    from spectral_study.results import filesystem
 
-    s3 = pafs.S3FileSystem(endpoint_override=s3_server.endpoint.split("://")[1], scheme="http",
-                           access_key="testing", secret_key="testing", region="us-east-1")
-    folder = f"{s3_server.bucket}/ckpt/checkpoint_000001"
+    s3, root = filesystem(s3_server.uri("ckpt", query=True))
+    folder = f"{root}/checkpoint_000001"
     s3.create_dir(folder)
     assert s3.get_file_info(folder).type == pafs.FileType.Directory  # what the old check looked at
-    assert not is_whole(s3, folder) and not is_whole(s3, f"{s3_server.bucket}/ckpt/checkpoint_000002")
+    assert not is_whole(s3, folder) and not is_whole(s3, f"{root}/checkpoint_000002")
     with s3.open_output_stream(f"{folder}/{CHECKPOINT_FILE}") as out:
         out.write(b"state")
     assert is_whole(s3, folder) and is_whole(s3, folder + "/")
