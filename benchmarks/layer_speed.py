@@ -10,7 +10,9 @@ pair see the same machine; timing blocks of steps instead let a burst land on on
 (the earlier version of this script, whose ratios swung by ±0.2 between runs). The times shown
 are the median steps. ``--clock cpu`` times this process's CPU seconds instead of the wall clock
 (with ``--threads 1`` it ignores time spent waiting for a core).
-``SPECTRAL_STUDY_FUSED=0`` times the eager fallback instead of the fused CPU loops.
+``SPECTRAL_STUDY_FUSED=0`` times the eager fallback instead of the fused CPU loops;
+``SPECTRAL_STUDY_NATIVE=0`` the Python autograd function instead of the C++ op (the script
+waits for the op's build first, ~30 s once per machine).
 Target: every ratio ≤ 1.10 (goal ≤ 1.05).
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 import torch
 from torch import nn
 
-from spectral_study import _fused
+from spectral_study import _fused, _native
 from spectral_study.spectral import SpectralLinear
 
 MODES = {  # mode → which of (φ, λ_in, λ_out) are trained
@@ -73,8 +75,9 @@ def main() -> None:
     torch.manual_seed(0)
     x0 = torch.rand(4, 784)
     fused = _fused.usable(x0, x0, x0)
+    _native.load()  # the layer's own choice from the first step: not the Python function while it builds
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.clock} clock, "
-          f"{'fused CPU loops' if fused else 'eager path'}")
+          f"{'fused CPU loops' if fused else 'eager path'}, {_native.status()}")
     print(f"{'784 -> N':>9} {'eigenvalues':<11} {'mode':<18} {'ours ms':>8} {'linear ms':>9} {'ratio':>6}")
     worst = 0.0
     for width in (128, 512, 2048):

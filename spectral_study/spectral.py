@@ -12,23 +12,27 @@ the learning mode (see `spectral_study.models`).
 
 Speed (benchmarks/layer_speed.py measures it against `nn.Linear`):
 
-- both eigenvalue sets: `_SpectralLinearFunction` is the whole layer. It builds W in one pass
-  over φ-sized memory and, in backward, turns ∂L/∂W into ∂L/∂φ and both eigenvalue gradients in
-  one more pass (`spectral_study._fused`, compiled C on the CPU; the eager fallback computes the
-  same W and ∂L/∂φ, and the eigenvalue gradients up to summation order), computing only what the
-  trained parameters need.
+- both eigenvalue sets: one autograd node is the whole layer. It builds W in one pass over
+  φ-sized memory and, in backward, turns ∂L/∂W into ∂L/∂φ and both eigenvalue gradients in one
+  more pass (`spectral_study._fused`, compiled C on the CPU; the eager fallback computes the same
+  W and ∂L/∂φ, and the eigenvalue gradients up to summation order), computing only what the
+  trained parameters need. The node is a C++ op (`spectral_study._native`, built in the
+  background on first use, ~30 s once per machine) and, until it is built or where it cannot be,
+  `_SpectralLinearFunction` below: the same calls in the same order, so the same bits, but
+  ~100 µs more a step in Python.
 - the receiving set (λ_in a constant c): W is never built. y = (c − λ_out) ⊙ (x φᵀ) + b, a
   matrix product and a per-output scale, so autograd's own backward is the matrix products of
-  `nn.Linear` plus vectors the size of the output.
+  `nn.Linear` plus vectors the size of the output. (The same as a C++ op was no faster.)
 
-What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; two runs of
-benchmarks/layer_speed.py): with both sets 1.18–1.27x at N = 128, 1.10–1.18x at 512, 1.07–1.14x
-at 2048; the receiving set 1.02–1.19x (0.59–0.72x when φ is frozen: no ∂L/∂φ product).
-benchmarks/layer_phases.py shows where: the two products take what nn.Linear's take; the
-difference is the two passes, which inside a real step read φ from memory, not cache (the
-products in between evict it). At N = 128 the W pass takes 83–144 µs in a step and 30–48 µs
-when repeated at once on the same φ; at N = 2048 both passes run at about this machine's memory
-speed (~15 GB/s). Python (the autograd.Function, two ctypes calls) adds 30–120 µs a step.
+What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; three runs of
+benchmarks/layer_speed.py with the C++ op, the first before W and ∂L/∂W got per-thread memory):
+with both sets 1.09–1.16x at N = 128 (1.18–1.27x in two earlier runs with the Python
+function), 1.06–1.17x at 512, 1.04–1.14x at 2048; the receiving set 1.02–1.16x (0.58–0.72x when
+φ is frozen: no ∂L/∂φ product). benchmarks/layer_phases.py shows where (it replays the Python
+function): the two products take what nn.Linear's take; the difference is the two passes, which
+inside a real step read φ from memory, not cache (the products in between evict it). At
+N = 128 the W pass takes 83–144 µs in a step and 30–48 µs when repeated at once on the same φ;
+at N = 2048 both passes run at about this machine's memory speed (~15 GB/s).
 
 Members: a layer may hold K independent copies ("members", each seed of a trial) with a leading
 member dimension on every parameter and buffer (φ: K × out × in); its input is then K × batch ×
@@ -43,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spectral_study import _fused
+from spectral_study import _fused, _native
 from spectral_study.vocabulary import EIGENVALUE_SETS, EIGVAL_INITS, PHI_INITS
 
 
@@ -78,7 +82,9 @@ class _SpectralLinearFunction(torch.autograd.Function):
     needs a gradient (a network's first layer does not: one φ-sized tensor less held per step).
 
     Lean on purpose: at small widths a step's Python (checks, wrappers, allocations) cost as much
-    as its passes, so the fused-or-eager decision is taken once in forward and kept for backward."""
+    as its passes, so the fused-or-eager decision is taken once in forward and kept for backward.
+    spectral_linear.cpp does the same calls in the same order (tests/test_spectral.py checks the
+    bits): a change here is a change there."""
 
     @staticmethod
     def forward(ctx, x, phi, lambda_in, lambda_out, bias):
@@ -221,7 +227,9 @@ class SpectralLinear(nn.Module):
         if self.eigenvalues == "receiving":
             y = _receiving_linear(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
         else:
-            y = _SpectralLinearFunction.apply(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
+            # The C++ op once it is built (same bits, less time a step); the Python function until then.
+            native = _native.op() if _fused.enabled() else None
+            y = (native or _SpectralLinearFunction.apply)(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
         return y if flat is x else y.reshape(*x.shape[:-1], self.out_features)
 
     def eigenvalue_parameters(self) -> list[nn.Parameter]:

@@ -2,24 +2,31 @@
 the fast paths (fused loops, the receiving set without W, members) compute the plain formula."""
 import ctypes
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from spectral_study import _fused
+from spectral_study import _fused, _native
 from spectral_study.models import Network, member_network, stack_network
 from spectral_study.spectral import SpectralLinear, _receiving_linear, _SpectralLinearFunction
 
-PATHS = ["fused", "eager"]
+PATHS = ["native", "fused", "eager"]
 
 
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
-    """Each test runs on the fused CPU loops and on the eager fallback (GPUs, no compiler)."""
-    monkeypatch.setenv("SPECTRAL_STUDY_FUSED", "1" if request.param == "fused" else "0")
-    if request.param == "fused":
+    """Each test runs on the C++ op, on the Python function with the fused CPU loops (while the
+    op builds, or without a C++ compiler) and on the eager fallback (GPUs, no compiler at all)."""
+    monkeypatch.setenv("SPECTRAL_STUDY_FUSED", "0" if request.param == "eager" else "1")
+    monkeypatch.setenv("SPECTRAL_STUDY_NATIVE", "1" if request.param == "native" else "0")
+    if request.param != "eager":
         assert _fused.usable(torch.zeros(2, 2)), "the fused loops should build on this machine (a C compiler)"
+    if request.param == "native":
+        assert _native.load() is not None, f"the C++ op should build on this machine: {_native.status()}"
     return request.param
 
 
@@ -207,6 +214,94 @@ def test_vector_width_does_not_change_the_bits():
             for a, b in zip(ours.grads(grad_weight.clone(), phi, lambda_in, lambda_out, True, True, True),
                             plain.grads(grad_weight.clone(), phi, lambda_in, lambda_out, True, True, True)):
                 assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("members", [(), (3,)], ids=["one", "members"])
+def test_cpp_op_gives_the_python_functions_bits(dtype, members):
+    """The C++ op does the Python function's calls in its order: the same output and gradients,
+    bit for bit, whichever parameters are trained, with or without bias, with an input that
+    needs a gradient or not (W from per-thread memory then), at sizes that take one and two
+    threads, and on the eager path inside the op (a φ that is not contiguous)."""
+    op = _native.load()
+    assert op is not None, f"the C++ op should build on this machine: {_native.status()}"
+    g = torch.Generator().manual_seed(21)
+    trained_sets = [(True, True, True), (False, True, True), (True, False, False), (False, False, True)]
+    for (rows, cols), bias, x_grad, trained in itertools.product(((5, 7), (130, 300)), (True, False), (False, True),
+                                                                  trained_sets):
+        phi, lambda_in, lambda_out = (torch.randn(*members, *shape, generator=g, dtype=dtype).requires_grad_(t)
+                                      for shape, t in zip(((rows, cols), (cols,), (rows,)), trained))
+        b = torch.randn(*members, rows, generator=g, dtype=dtype).requires_grad_() if bias else None
+        x = torch.randn(*members, 9, cols, generator=g, dtype=dtype).requires_grad_(x_grad)
+        weights = torch.randn(*members, 9, rows, generator=g, dtype=dtype)
+        inputs = [t for t in (x, phi, lambda_in, lambda_out, b) if t is not None and t.requires_grad]
+        results = []
+        for function in (_SpectralLinearFunction.apply, op):
+            y = function(x, phi, lambda_in, lambda_out, b)
+            results.append([y.detach(), *torch.autograd.grad((y * weights).sum(), inputs)])
+            with torch.no_grad():
+                results[-1].append(function(x, phi, lambda_in, lambda_out, b))
+        assert all(torch.equal(a, c) for a, c in zip(*results)), (rows, cols, bias, x_grad, trained)
+    phi = torch.randn(300, 40, generator=g, dtype=dtype).t().requires_grad_()  # not contiguous: eager
+    lambda_in = torch.randn(300, generator=g, dtype=dtype, requires_grad=True)
+    lambda_out = torch.randn(40, generator=g, dtype=dtype, requires_grad=True)
+    x = torch.randn(9, 300, generator=g, dtype=dtype)
+    results = []
+    for function in (_SpectralLinearFunction.apply, op):
+        y = function(x, phi, lambda_in, lambda_out, None)
+        results.append([y.detach(), *torch.autograd.grad(y.square().sum(), (phi, lambda_in, lambda_out))])
+    assert all(torch.equal(a, c) for a, c in zip(*results))
+
+
+def test_the_layer_uses_the_cpp_op_once_built_and_trains_to_the_same_bits(monkeypatch):
+    """`SpectralLinear` runs the C++ op once it is loaded (its node in the graph is the op's),
+    the Python function with SPECTRAL_STUDY_NATIVE=0; ten SGD steps of a 2-layer network end
+    with the same parameters, bit for bit, either way."""
+    assert _native.load() is not None, _native.status()
+
+    def train(native: str):
+        monkeypatch.setenv("SPECTRAL_STUDY_NATIVE", native)
+        g = torch.Generator().manual_seed(4)
+        first, second = SpectralLinear(40, 300, generator=g), SpectralLinear(300, 10, generator=g)
+        optimizer = torch.optim.SGD([*first.parameters(), *second.parameters()], lr=0.05)
+        nodes = set()
+        for _ in range(10):
+            x = torch.rand(32, 40, generator=g)
+            target = torch.randint(0, 10, (32,), generator=g)
+            hidden = first(x)
+            nodes.add(type(hidden.grad_fn).__name__)
+            loss = F.cross_entropy(second(torch.tanh(hidden)), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return nodes, [p.detach().clone() for p in (*first.parameters(), *second.parameters())]
+
+    native_nodes, native = train("1")
+    python_nodes, python = train("0")
+    assert python_nodes == {"_SpectralLinearFunctionBackward"}
+    assert len(native_nodes) == 1 and native_nodes != python_nodes
+    assert all(torch.equal(a, b) for a, b in zip(native, python))
+
+
+def test_a_failed_cpp_build_is_remembered_and_the_layer_still_trains(tmp_path):
+    """No working C++ compiler (here CXX=false): the layer trains on the Python function, says
+    why in `_native.status()`, and keeps the compiler's answer in a .failed file so that later
+    processes do not try again. Its own process and cache: the op's state is per process."""
+    code = ("import torch; from spectral_study import _native; from spectral_study.spectral import SpectralLinear\n"
+            "assert _native.load(timeout=120) is None\n"
+            "layer = SpectralLinear(6, 4); layer(torch.rand(3, 6)).sum().backward()\n"
+            "assert type(layer(torch.rand(3, 6)).grad_fn).__name__ == '_SpectralLinearFunctionBackward'\n"
+            "assert layer.phi.grad is not None and layer.lambda_in.grad is not None\n"
+            "print(_native.status())\n")
+    env = {**os.environ, "CXX": "false", "SPECTRAL_STUDY_CACHE": str(tmp_path), "SPECTRAL_STUDY_NATIVE": "1"}
+    for attempt in ("first", "later"):
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("Python function (no C++ op: ")
+        failed = list((tmp_path / "kernels").glob("spectral_linear-*.failed"))
+        assert len(failed) == 1 and "false exited 1" in failed[0].read_text()
+        assert ("an earlier build failed" in done.stdout) == (attempt == "later")
+    assert not list((tmp_path / "kernels").glob("*.tmp")) and not list((tmp_path / "kernels").glob("*.so.*"))
 
 
 @pytest.mark.parametrize("eigenvalues", ["both", "receiving"])
