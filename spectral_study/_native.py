@@ -31,8 +31,8 @@ import torch
 from spectral_study import _fused
 
 _SOURCE = Path(__file__).with_name("spectral_linear.cpp")
-# -O2 is what torch's own extensions use; no -ffast-math: the op must give the Python path's bits.
-_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-w")
+# -O2 and C++20, as torch's own extensions; no -ffast-math: the op must give the Python path's bits.
+_FLAGS = ("-O2", "-std=c++20", "-shared", "-fPIC", "-w")
 
 _lock = threading.Lock()
 _state = "idle"  # idle -> building -> ready | failed

@@ -152,7 +152,7 @@ class TrialConfig:
     # each with its own row in every table (`members`); False: one result, their mean.
     pack_seeds: bool = setting(False, Boolean())
     # How the seeds train: one stacked model ("batched"), one after another ("sequential"), or
-    # "auto": batched on a GPU, and on a CPU while no layer has over 2^20 weights (measured:
+    # "auto": batched on a GPU, and on a CPU while no layer has over 640Ki weights (measured:
     # spectral_study.trial.member_groups, benchmarks/packing.py).
     member_training: str = setting("auto", Choice(MEMBER_TRAINING), section="training")
     # A checkpoint every this many epochs (and always with the last one): a retried trial repeats at

@@ -24,7 +24,7 @@ Speed (benchmarks/layer_speed.py measures it against `nn.Linear`):
   matrix product and a per-output scale, so autograd's own backward is the matrix products of
   `nn.Linear` plus vectors the size of the output. (The same as a C++ op was no faster.)
 
-What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; three runs of
+What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; four runs of
 benchmarks/layer_speed.py with the C++ op, the first before W and ∂L/∂W got per-thread memory):
 with both sets 1.09–1.16x at N = 128 (1.18–1.27x in two earlier runs with the Python
 function), 1.06–1.17x at 512, 1.04–1.14x at 2048; the receiving set 1.02–1.16x (0.58–0.72x when

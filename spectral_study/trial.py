@@ -10,7 +10,7 @@ checkpoint` writes and reads that state on disk).
 With ``repeats > 1`` the trial trains seeds ``seed, seed+1, …`` in lockstep, each a member of
 a `Trainer`: one stacked model (batched products) or one model after another;
 ``member_training`` chooses, `member_groups` decides (stacked on a GPU, and on a CPU for layers
-up to 2^20 weights, as measured). Either way a seed starts, draws its batches and trains exactly
+up to 640Ki weights, as measured). Either way a seed starts, draws its batches and trains exactly
 as it would alone, and its checkpoint state is the same. Without ``pack_seeds`` the trial is one
 result, the seeds' mean each epoch (an Optuna
 objective averaged over seeds that ASHA can still stop early), ended when any seed diverges;
@@ -141,11 +141,13 @@ def run_trial(config: TrialConfig | dict, report=None, *, checkpoint: dict | Non
 
 
 # auto on a CPU stacks the seeds while every layer of a seed has at most this many weights:
-# benchmarks/packing.py, K = 8 seeds of 784-N-10, 1 thread, four runs: one stacked model took
-# 0.43-0.51x the time of 8 separate trials at N = 16, 0.52-0.58x at 64, 0.69-0.78x at 256,
-# 0.98-1.03x at 1024 (803k weights; one after another in one trial: 0.97-1.06x), but 1.22-1.38x
-# at N = 2048 (1.6M), where the stacked tensors no longer fit the caches.
-CPU_STACK_MAX_WEIGHTS = 1 << 20
+# benchmarks/packing.py, K = 8 seeds of 784-N-10, 1 thread, with the layer's C++ op (it cut every
+# separate trial's per-step Python, so 8 trials gained 8 times what one stacked model did). One
+# stacked model took 0.42-0.49x the time of 8 separate trials at N = 16, 0.77-0.89x at 256,
+# 0.80x at 384, 0.84x at 512, 0.95x at 768 (602k weights), but 1.17-1.27x at 1024 (803k) and
+# 1.19-1.30x at 2048 (three runs, one more for 384-768 and one of 9 rounds at 1024): the limit
+# sits between 768 and 1024. (Before the op, stacking still paid at 1024: 0.98-1.03x.)
+CPU_STACK_MAX_WEIGHTS = 640 * 1024
 
 
 def member_groups(config: TrialConfig, device: torch.device, sizes: tuple[int, ...] = ()) -> list[tuple[int, ...]]:

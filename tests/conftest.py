@@ -9,6 +9,17 @@ import pytest
 os.environ["RAY_AUTH_MODE"] = "token"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def spectral_cpp_op():
+    """The layer's C++ op, built before the first test (~30 s on a fresh machine, then cached):
+    otherwise the build would run in the background of whichever test first trains a layer,
+    beside Ray tests that time kills to the epoch. Where it cannot be built the tests run on the
+    Python function (test_spectral.py says so, loudly)."""
+    from spectral_study import _native
+
+    return _native.load(timeout=600)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """An embedded local Ray (2 CPUs) for one test module; `run_study` joins it."""
