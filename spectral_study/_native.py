@@ -2,18 +2,19 @@
 built once per machine and torch version in the background, used once it is there.
 
 Why: the Python `_SpectralLinearFunction` costs ~100 µs a training step more than `nn.Linear`
-even on a 3 × 3 layer (the autograd.Function, its checks, two ctypes calls), and at 784 → 128
-the step with the op took 1.07x nn.Linear's against 1.25x with the Python function
-(benchmarks/layer_speed.py). The op does the same calls in the same order with the same fused
-loops (their addresses are handed over from `spectral_study._fused`), so it gives the same bits,
-and switching to it in the middle of a trial changes nothing but the time.
+even on a 3 × 3 layer (the autograd.Function, its checks, two ctypes calls); at 784 → 128 a step
+with the op took 1.09–1.16x nn.Linear's, against 1.18–1.27x with the Python function
+(benchmarks/layer_speed.py, see `spectral_study.spectral`). The op does the same calls in the
+same order with the same fused loops (their addresses are handed over from
+`spectral_study._fused`), so it gives the same bits, and switching to it in the middle of a trial
+changes nothing but the time.
 
 Building takes ~30 s (the torch headers), so it never blocks training: the first call starts the
 build in a thread and returns None (the caller uses the Python function) until the library is
 loaded. One process per machine builds (a lock file); the others wait for it in their threads.
 No C++ compiler, no torch headers, a failed build (remembered, with its error, in a ``.failed``
-file beside the library) or ``SPECTRAL_STUDY_NATIVE=0`` mean the Python function, with the same
-results.
+file beside the library; a build killed by a signal is not remembered: it runs again in the next
+process) or ``SPECTRAL_STUDY_NATIVE=0`` mean the Python function, with the same results.
 """
 from __future__ import annotations
 
@@ -125,14 +126,17 @@ def _build() -> Path:
             return target
         partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         # The source on stdin, the libraries after it (linkers drop those named before the code
-        # that needs them), and the rename done by the shell: a process that exits mid-build
-        # (its thread is a daemon) still leaves a whole library for the next one.
+        # that needs them), the rename done by the shell, and a session of its own: a process
+        # that ends mid-build (its thread is a daemon; Ray signals a finished worker's process
+        # group) leaves the compiler running to put a whole library in place for the next one.
         command = [compiler, *compile_flags, "-x", "c++", "-", "-o", str(partial), *link_flags]
         done = subprocess.run(["sh", "-c", '"$@" && mv -f "$0" "$TARGET"', str(partial), *command],
                               input=source, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "TARGET": str(target)})
+                              env={**os.environ, "TARGET": str(target)}, start_new_session=True)
         if done.returncode != 0 or not target.exists():
-            failed.write_text(f"{compiler} exited {done.returncode}: {done.stderr.strip()[-2000:]}\n")
             partial.unlink(missing_ok=True)
-            raise OSError(f"{compiler} failed: {done.stderr.strip()[:300]}")
+            if 0 < done.returncode < 128:  # the compiler said no: remembered. A build killed by a
+                # signal (a Ray worker ending, the OOM killer: < 0 or 128 + n) is tried again later.
+                failed.write_text(f"{compiler} exited {done.returncode}: {done.stderr.strip()[-2000:]}\n")
+            raise OSError(f"{compiler} failed (exit {done.returncode}): {done.stderr.strip()[:300]}")
     return target

@@ -304,6 +304,23 @@ def test_a_failed_cpp_build_is_remembered_and_the_layer_still_trains(tmp_path):
     assert not list((tmp_path / "kernels").glob("*.tmp")) and not list((tmp_path / "kernels").glob("*.so.*"))
 
 
+def test_a_cpp_build_killed_by_a_signal_is_tried_again_later(tmp_path):
+    """A build that dies of a signal (a Ray worker ended mid-build, the OOM killer) says so in
+    `_native.status()` but leaves no .failed file: the next process builds again."""
+    killed = tmp_path / "killed-compiler"
+    killed.write_text("#!/bin/sh\nkill -KILL $$\n")
+    killed.chmod(0o755)
+    code = ("from spectral_study import _native\n"
+            "assert _native.load(timeout=120) is None\n"
+            "print(_native.status())\n")
+    env = {**os.environ, "CXX": str(killed), "SPECTRAL_STUDY_CACHE": str(tmp_path), "SPECTRAL_STUDY_NATIVE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "(exit 137)" in done.stdout
+    assert not list((tmp_path / "kernels").glob("spectral_linear-*.failed"))
+    assert not list((tmp_path / "kernels").glob("*.tmp"))
+
+
 @pytest.mark.parametrize("eigenvalues", ["both", "receiving"])
 def test_stacked_members_compute_what_each_layer_computes_alone(path, eigenvalues):
     layers = [SpectralLinear(6, 4, eigenvalues=eigenvalues, dtype=torch.float64,
