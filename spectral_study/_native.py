@@ -50,9 +50,11 @@ def enabled() -> bool:
 def op() -> Callable | None:
     """``torch.ops.spectral_study.linear`` once it is built and loaded, else None (the first call
     starts the build in the background)."""
-    if _op is None and _state == "idle" and enabled():
+    if not enabled():
+        return None
+    if _state == "idle":
         _start()
-    return _op if enabled() else None
+    return _op
 
 
 def load(timeout: float | None = None) -> Callable | None:
