@@ -1,14 +1,15 @@
 # One entry point for set-up and tests. `make test` on a fresh Debian/Ubuntu machine with
 # Python 3.11: creates .venv, installs the CPU torch build first (so the `torch>=2.3`
-# requirement does not pull a multi-GB CUDA build), the package in editable mode, the real
-# Fashion-MNIST (Debian package) when apt is available, then lints (ruff) and runs the whole test suite.
+# requirement does not pull a multi-GB CUDA build), the package in editable mode, a C/C++
+# compiler and the real Fashion-MNIST (Debian packages) when apt is available and they are
+# missing, then lints (ruff) and runs the whole test suite.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 
-.PHONY: setup data test quickstart bench clean reproduce reproduce-tuned figures figures-authors figures-tuned
+.PHONY: setup compilers data test quickstart bench clean reproduce reproduce-tuned figures figures-authors figures-tuned
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,19 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed compilers data
+
+# The layer's fused loops (cc) and its C++ op (c++) are compiled on first use; without them it
+# runs on slower paths, but the tests check that both build. Debian's g++ brings gcc along.
+compilers:
+	@if ! command -v cc >/dev/null 2>&1 || ! command -v c++ >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq g++; \
+	  else \
+	    echo "no C/C++ compiler and no apt-get: install one (cc and c++) for the compiled layer paths"; \
+	  fi; \
+	fi
 
 # Fashion-MNIST from Debian's package; skipped quietly where apt is missing (then point
 # SPECTRAL_STUDY_DATA at the IDX files, see README).
