@@ -37,7 +37,8 @@ _FLAGS = ("-O2", "-std=c++20", "-shared", "-fPIC", "-w")
 
 _lock = threading.Lock()
 _state = "idle"  # idle -> building -> ready | failed
-_op: Callable | None = None
+_op: Callable | None = None  # torch.ops.spectral_study.linear, once loaded
+_receiving_op: Callable | None = None  # torch.ops.spectral_study.receiving_linear
 _error: str | None = None
 _builder: threading.Thread | None = None
 
@@ -55,6 +56,15 @@ def op() -> Callable | None:
     if _state == "idle":
         _start()
     return _op
+
+
+def receiving_op() -> Callable | None:
+    """``torch.ops.spectral_study.receiving_linear`` (the receiving set, see `op`)."""
+    if not enabled():
+        return None
+    if _state == "idle":
+        _start()
+    return _receiving_op
 
 
 def load(timeout: float | None = None) -> Callable | None:
@@ -87,7 +97,7 @@ def _start() -> None:
 
 
 def _build_and_load() -> None:
-    global _state, _op, _error
+    global _state, _op, _receiving_op, _error
     try:
         fused = _fused._load()  # the loops the op calls; without them it has nothing to add
         if fused is None:
@@ -99,7 +109,9 @@ def _build_and_load() -> None:
                    for name in ("weight_f32", "grads_f32", "weight_f64", "grads_f64")}
         torch.ops.spectral_study.set_kernels(address["weight_f32"], address["grads_f32"], address["weight_f64"],
                                              address["grads_f64"], _fused._THREADED_ELEMENTS, _fused._BLOCK)
-        _op = torch.ops.spectral_study.linear
+        # The overloads themselves: the packets' Python __call__ is one more frame a step.
+        _op = torch.ops.spectral_study.linear.default
+        _receiving_op = torch.ops.spectral_study.receiving_linear.default
         _state = "ready"
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
         _error = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

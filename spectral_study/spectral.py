@@ -44,7 +44,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spectral_study import _fused, _native
@@ -115,18 +114,47 @@ class _SpectralLinearFunction(torch.autograd.Function):
         return grad_x, grad_phi, grad_in, grad_out, grad_bias
 
 
-def _receiving_linear(x, phi, lambda_in, lambda_out, bias):
-    """The receiving set, W = (c − λ_out[i]) φ[i, :] with c the fixed λ_in: y = (c − λ_out) ⊙ (x φᵀ) + b.
-    The bias is added after the scale (it is not part of W); c is read from the λ_in buffer,
-    which holds that one constant for every sending node."""
-    scale = lambda_in[..., :1] - lambda_out  # (..., out); [..., :1]: no host sync to read c
-    if phi.dim() == 2:
-        z = F.linear(x, phi)
-    else:
-        z = torch.bmm(x, phi.mT)
-        scale = scale.unsqueeze(-2)
-        bias = None if bias is None else bias.unsqueeze(-2)
-    return z * scale if bias is None else torch.addcmul(bias, z, scale)
+class _ReceivingLinearFunction(torch.autograd.Function):
+    """The receiving set, W = (c − λ_out[i]) φ[i, :] with c the fixed λ_in, without W:
+    y = (c − λ_out) ⊙ (x φᵀ) + b (the bias is not part of W, so it is added after the scale).
+    c is read from the λ_in buffer, which holds that one constant for every sending node.
+
+    Backward, with s = c − λ_out and h = ∂L/∂y ⊙ s: ∂L/∂x = h φ, ∂L/∂φ = hᵀ x,
+    ∂L/∂λ_out = −Σ_batch ∂L/∂y ⊙ (x φᵀ), ∂L/∂b = Σ_batch ∂L/∂y: the products of `nn.Linear` plus
+    vectors the size of the output. One node where the composite took five (and autograd's
+    broadcasting bookkeeping for each). spectral_linear.cpp does the same calls in the same order
+    (tests/test_spectral.py checks the bits): a change here is a change there."""
+
+    @staticmethod
+    def forward(ctx, x, phi, lambda_in, lambda_out, bias):
+        members = phi.dim() != 2
+        scale = lambda_in[..., :1] - lambda_out  # (..., out); [..., :1]: no host sync to read c
+        if members:
+            scale = scale.unsqueeze(-2)
+        z = x.matmul(phi.mT)
+        if bias is None:
+            y = z * scale
+        else:
+            y = torch.addcmul(bias.unsqueeze(-2) if members else bias, z, scale)
+        ctx.save_for_backward(x, phi, scale, z if lambda_out.requires_grad else None)  # x φᵀ: for ∂L/∂λ_out only
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, phi, scale, z = ctx.saved_tensors
+        need_x, need_phi, _, need_out, need_bias = ctx.needs_input_grad
+        grad_x = grad_phi = grad_out = grad_bias = None
+        if need_x or need_phi:
+            h = grad * scale
+            if need_x:
+                grad_x = h.matmul(phi)
+            if need_phi:
+                grad_phi = h.mT.matmul(x)
+        if need_out:
+            grad_out = (grad * z).sum(-2).neg_()
+        if need_bias:
+            grad_bias = grad.sum(-2)
+        return grad_x, grad_phi, None, grad_out, grad_bias
 
 
 class SpectralLinear(nn.Module):
@@ -224,12 +252,12 @@ class SpectralLinear(nn.Module):
                              f"({members}, batch, {self.in_features}), got {tuple(x.shape)}")
         # nn.Linear takes any leading dimensions; the products want exactly one (or the members').
         flat = x if members is not None or x.dim() == 2 else x.reshape(-1, self.in_features)
+        # The C++ op once it is built (same bits, less time a step); the Python function until then.
         if self.eigenvalues == "receiving":
-            y = _receiving_linear(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
+            function = _native.receiving_op() or _ReceivingLinearFunction.apply
         else:
-            # The C++ op once it is built (same bits, less time a step); the Python function until then.
-            native = _native.op() if _fused.enabled() else None
-            y = (native or _SpectralLinearFunction.apply)(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
+            function = (_native.op() if _fused.enabled() else None) or _SpectralLinearFunction.apply
+        y = function(flat, self.phi, self.lambda_in, self.lambda_out, self.bias)
         return y if flat is x else y.reshape(*x.shape[:-1], self.out_features)
 
     def eigenvalue_parameters(self) -> list[nn.Parameter]:

@@ -1,14 +1,16 @@
-// SpectralLinear's forward and backward (both eigenvalue sets) as one C++ autograd op,
-// torch.ops.spectral_study.linear(x, phi, lambda_in, lambda_out, bias?).
+// SpectralLinear's forward and backward as C++ autograd ops:
+// torch.ops.spectral_study.linear(x, phi, lambda_in, lambda_out, bias?) for both eigenvalue sets
+// and torch.ops.spectral_study.receiving_linear(...) for the receiving set (λ_in a constant).
 //
-// It does what `_SpectralLinearFunction` (spectral_study/spectral.py) does, call for call and in
-// the same order, so both give the same bits; it exists because at small widths that Python
-// function's bookkeeping (the autograd.Function, the checks, the ctypes calls) cost as much as
-// its arithmetic. The fused loops are not compiled here: spectral_study/_native.py hands over
-// the addresses of the ones `spectral_study._fused` built (`set_kernels`), so both paths run
-// the same machine code. Where those loops cannot take the tensors (not CPU, not float32/64,
-// mixed dtypes, not contiguous, or none handed over) the eager ATen operations of the Python
-// fallback run instead.
+// Each does what its Python autograd.Function in spectral_study/spectral.py does
+// (`_SpectralLinearFunction`, `_ReceivingLinearFunction`), call for call and in the same order,
+// so both give the same bits; they exist because at small widths a Python function's bookkeeping
+// (the autograd.Function, the checks, the ctypes calls) cost as much as its arithmetic. The fused
+// loops are not compiled here: spectral_study/_native.py hands over the addresses of the ones
+// `spectral_study._fused` built (`set_kernels`), so both paths run the same machine code. Where
+// those loops cannot take the tensors (not CPU, not float32/64, mixed dtypes, not contiguous, or
+// none handed over) the eager ATen operations of the Python fallback run instead. The receiving
+// set needs no loops of its own: its work is the matrix products and vectors the size of the output.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -156,9 +158,51 @@ struct SpectralLinearFn : public torch::autograd::Function<SpectralLinearFn> {
   }
 };
 
+// The receiving set (λ_in a constant c, W = (c − λ_out[i]) φ[i, :]) without W:
+// y = (c − λ_out) ⊙ (x φᵀ) + b, the bias added after the scale. Backward, with h = ∂L/∂y ⊙ s
+// (s = c − λ_out): ∂L/∂x = h φ, ∂L/∂φ = hᵀ x, ∂L/∂λ_out = −Σ_batch ∂L/∂y ⊙ (x φᵀ), ∂L/∂b =
+// Σ_batch ∂L/∂y. The same calls, in the same order, as `_ReceivingLinearFunction`
+// (spectral_study/spectral.py), so the same bits; one node and a handful of calls where autograd
+// ran the composite's five nodes and their broadcasting bookkeeping.
+struct ReceivingLinearFn : public torch::autograd::Function<ReceivingLinearFn> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& phi, const Tensor& lambda_in,
+                        const Tensor& lambda_out, const std::optional<Tensor>& bias) {
+    const bool members = phi.dim() != 2, has_bias = bias.has_value() && bias->defined();
+    Tensor scale = lambda_in.narrow(-1, 0, 1) - lambda_out;  // (..., out); no host sync to read c
+    if (members) scale = scale.unsqueeze(-2);
+    const Tensor z = x.matmul(phi.mT());
+    Tensor y = has_bias ? at::addcmul(members ? bias->unsqueeze(-2) : *bias, z, scale) : z * scale;
+    ctx->saved_data["bias"] = has_bias;  // no bias: no fifth input for needs_input_grad to index
+    // x φᵀ is kept only for ∂L/∂λ_out. (Not needs_input_grad: a call without any input that
+    // needs a gradient has no edges to ask about.)
+    ctx->save_for_backward({x, phi, scale, lambda_out.requires_grad() ? z : Tensor()});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &phi = saved[1], &scale = saved[2], &z = saved[3];
+    const Tensor& grad = grads[0];
+    Tensor grad_x, grad_phi, grad_out, grad_bias;
+    if (ctx->needs_input_grad(0) || ctx->needs_input_grad(1)) {
+      const Tensor h = grad * scale;
+      if (ctx->needs_input_grad(0)) grad_x = h.matmul(phi);
+      if (ctx->needs_input_grad(1)) grad_phi = h.mT().matmul(x);
+    }
+    if (ctx->needs_input_grad(3)) grad_out = (grad * z).sum(-2).neg_();
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(4)) grad_bias = grad.sum(-2);
+    return {grad_x, grad_phi, Tensor(), grad_out, grad_bias};
+  }
+};
+
 Tensor spectral_linear(const Tensor& x, const Tensor& phi, const Tensor& lambda_in, const Tensor& lambda_out,
                        const std::optional<Tensor>& bias) {
   return SpectralLinearFn::apply(x, phi, lambda_in, lambda_out, bias);
+}
+
+Tensor receiving_linear(const Tensor& x, const Tensor& phi, const Tensor& lambda_in, const Tensor& lambda_out,
+                        const std::optional<Tensor>& bias) {
+  return ReceivingLinearFn::apply(x, phi, lambda_in, lambda_out, bias);
 }
 
 // The fused loops' addresses (0: none for that dtype) and the sizes they were built with.
@@ -176,10 +220,12 @@ void set_kernels(int64_t weight_f32, int64_t grads_f32, int64_t weight_f64, int6
 
 TORCH_LIBRARY(spectral_study, m) {
   m.def("linear(Tensor x, Tensor phi, Tensor lambda_in, Tensor lambda_out, Tensor? bias) -> Tensor");
+  m.def("receiving_linear(Tensor x, Tensor phi, Tensor lambda_in, Tensor lambda_out, Tensor? bias) -> Tensor");
   m.def("set_kernels(int weight_f32, int grads_f32, int weight_f64, int grads_f64, int threaded, int block) -> ()",
         &set_kernels);
 }
 
 TORCH_LIBRARY_IMPL(spectral_study, CompositeImplicitAutograd, m) {
   m.impl("linear", &spectral_linear);
+  m.impl("receiving_linear", &receiving_linear);
 }

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from spectral_study import _fused, _native
 from spectral_study.models import Network, member_network, stack_network
-from spectral_study.spectral import SpectralLinear, _receiving_linear, _SpectralLinearFunction
+from spectral_study.spectral import SpectralLinear, _ReceivingLinearFunction, _SpectralLinearFunction
 
 PATHS = ["native", "fused", "eager"]
 
@@ -129,21 +129,58 @@ def test_both_sets_layer_equals_the_formula(path, members, trained):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+def _receiving_functions():
+    """The receiving set's Python function and its C++ op (which must build on this machine)."""
+    op = _native.load() and _native.receiving_op()
+    assert op is not None, f"the C++ op should build on this machine: {_native.status()}"
+    return {"python": _ReceivingLinearFunction.apply, "native": op}
+
+
+@pytest.mark.parametrize("function", ["python", "native"])
 @pytest.mark.parametrize("members", [(), (3,)], ids=["one", "members"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_receiving_set_without_w_equals_the_formula(members, bias):
-    """y = (c − λ_out) ⊙ (x φᵀ) + b: the bias is not scaled, c is the fixed λ_in (not 0 here)."""
+def test_receiving_set_without_w_equals_the_formula(function, members, bias):
+    """y = (c − λ_out) ⊙ (x φᵀ) + b: the bias is not scaled, c is the fixed λ_in (not 0 here);
+    float64 gradcheck, and output and gradients against autograd on the explicit W."""
+    receiving = _receiving_functions()[function]
     x, phi, _, lambda_out, b = _inputs(members, seed=6, n_in=5, n_out=3, batch=4)
     constant = torch.full((*members, 5), 0.3, dtype=torch.float64)
     b = b if bias else None
     args = (x, phi, constant, lambda_out, b)
-    assert torch.autograd.gradcheck(lambda x, p, lo, *rest: _receiving_linear(x, p, constant, lo, *rest or (None,)),
+    assert torch.autograd.gradcheck(lambda x, p, lo, *rest: receiving(x, p, constant, lo, *rest or (None,)),
                                     (x, phi, lambda_out) + ((b,) if bias else ()))
-    ours, reference = _receiving_linear(*args), _reference(*args)
+    ours, reference = receiving(*args), _reference(*args)
     torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)
     wanted = [t for t in (x, phi, lambda_out, b) if t is not None]
     for a, c in zip(torch.autograd.grad(ours.sin().sum(), wanted), torch.autograd.grad(reference.sin().sum(), wanted)):
         torch.testing.assert_close(a, c, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("members", [(), (3,)], ids=["one", "members"])
+def test_cpp_receiving_op_gives_the_python_functions_bits(dtype, members):
+    """The receiving set's C++ op does its Python function's calls in its order: the same output
+    and gradients, bit for bit, for every subset of trained φ, λ_out, bias and input (x φᵀ is
+    kept only when λ_out is trained), and under no_grad."""
+    functions = _receiving_functions()
+    g = torch.Generator().manual_seed(22)
+    rows, cols = 130, 300
+    for trained in itertools.product((False, True), repeat=4):
+        phi_on, out_on, bias_on, x_on = trained
+        phi = torch.randn(*members, rows, cols, generator=g, dtype=dtype).requires_grad_(phi_on)
+        constant = torch.full((*members, cols), -0.4, dtype=dtype)
+        lambda_out = torch.randn(*members, rows, generator=g, dtype=dtype).requires_grad_(out_on)
+        b = torch.randn(*members, rows, generator=g, dtype=dtype).requires_grad_() if bias_on else None
+        x = torch.randn(*members, 9, cols, generator=g, dtype=dtype).requires_grad_(x_on)
+        weights = torch.randn(*members, 9, rows, generator=g, dtype=dtype)
+        inputs = [t for t in (x, phi, lambda_out, b) if t is not None and t.requires_grad]
+        results = []
+        for function in functions.values():
+            y = function(x, phi, constant, lambda_out, b)
+            results.append([y.detach(), *(torch.autograd.grad((y * weights).sum(), inputs) if inputs else ())])
+            with torch.no_grad():
+                results[-1].append(function(x, phi, constant, lambda_out, b))
+        assert all(torch.equal(a, c) for a, c in zip(*results)), trained
 
 
 @pytest.mark.parametrize("eigenvalues", ["both", "receiving"])
@@ -253,7 +290,8 @@ def test_cpp_op_gives_the_python_functions_bits(dtype, members):
     assert all(torch.equal(a, c) for a, c in zip(*results))
 
 
-def test_the_layer_uses_the_cpp_op_once_built_and_trains_to_the_same_bits(monkeypatch):
+@pytest.mark.parametrize("eigenvalues", ["both", "receiving"])
+def test_the_layer_uses_the_cpp_op_once_built_and_trains_to_the_same_bits(monkeypatch, eigenvalues):
     """`SpectralLinear` runs the C++ op once it is loaded (its node in the graph is the op's),
     the Python function with SPECTRAL_STUDY_NATIVE=0; ten SGD steps of a 2-layer network end
     with the same parameters, bit for bit, either way."""
@@ -262,7 +300,8 @@ def test_the_layer_uses_the_cpp_op_once_built_and_trains_to_the_same_bits(monkey
     def train(native: str):
         monkeypatch.setenv("SPECTRAL_STUDY_NATIVE", native)
         g = torch.Generator().manual_seed(4)
-        first, second = SpectralLinear(40, 300, generator=g), SpectralLinear(300, 10, generator=g)
+        first = SpectralLinear(40, 300, eigenvalues=eigenvalues, generator=g)
+        second = SpectralLinear(300, 10, eigenvalues=eigenvalues, generator=g)
         optimizer = torch.optim.SGD([*first.parameters(), *second.parameters()], lr=0.05)
         nodes = set()
         for _ in range(10):
@@ -278,7 +317,8 @@ def test_the_layer_uses_the_cpp_op_once_built_and_trains_to_the_same_bits(monkey
 
     native_nodes, native = train("1")
     python_nodes, python = train("0")
-    assert python_nodes == {"_SpectralLinearFunctionBackward"}
+    python_function = _SpectralLinearFunction if eigenvalues == "both" else _ReceivingLinearFunction
+    assert python_nodes == {f"{python_function.__name__}Backward"}
     assert len(native_nodes) == 1 and native_nodes != python_nodes
     assert all(torch.equal(a, b) for a, b in zip(native, python))
 
