@@ -21,18 +21,24 @@ Speed (benchmarks/layer_speed.py measures it against `nn.Linear`):
   `_SpectralLinearFunction` below: the same calls in the same order, so the same bits, but
   ~100 µs more a step in Python.
 - the receiving set (λ_in a constant c): W is never built. y = (c − λ_out) ⊙ (x φᵀ) + b, a
-  matrix product and a per-output scale, so autograd's own backward is the matrix products of
-  `nn.Linear` plus vectors the size of the output. (The same as a C++ op was no faster.)
+  matrix product and a per-output scale, and backward the matrix products of `nn.Linear` plus
+  vectors the size of the output (`_ReceivingLinearFunction`), again one node: a C++ op once
+  built, the Python function until then, the same bits.
 
-What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; four runs of
-benchmarks/layer_speed.py with the C++ op, the first before W and ∂L/∂W got per-thread memory):
-with both sets 1.09–1.16x at N = 128 (1.18–1.27x in two earlier runs with the Python
-function), 1.06–1.17x at 512, 1.04–1.14x at 2048; the receiving set 1.02–1.16x (0.58–0.72x when
-φ is frozen: no ∂L/∂φ product). benchmarks/layer_phases.py shows where (it replays the Python
-function): the two products take what nn.Linear's take; the difference is the two passes, which
-inside a real step read φ from memory, not cache (the products in between evict it). At
-N = 128 the W pass takes 83–144 µs in a step and 30–48 µs when repeated at once on the same φ;
-at N = 2048 both passes run at about this machine's memory speed (~15 GB/s).
+What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; two runs of
+benchmarks/layer_speed.py on this code): with both sets 1.10–1.14x at N = 128, 1.08–1.12x at
+512, 1.07–1.11x at 2048; the receiving set 1.02–1.13x (0.60–0.68x when φ is frozen: no ∂L/∂φ
+product). Two parts, about equal at N = 128 (~80 µs a step there, of ~1.2 ms):
+  - a fixed cost a step, measured on a 3 × 3 layer where the work is nil (steps in alternation):
+    against `F.linear`, +13 µs to call an op through the dispatcher, +11 µs for a C++ autograd
+    Function, +15 µs for two more parameters (their gradients, their AccumulateGrad nodes) and
+    +29 µs for the op's own bookkeeping; the module adds its Python (switches, four
+    parameters) on top;
+  - the two passes over φ-sized memory. benchmarks/layer_phases.py shows them (it replays the
+    Python function): inside a real step they read φ from memory, not cache (the products in
+    between evict it). At N = 128 the W pass takes 83–144 µs in a step and 30–48 µs when
+    repeated at once on the same φ; at N = 2048 both passes run at about this machine's memory
+    speed (~15 GB/s).
 
 Members: a layer may hold K independent copies ("members", each seed of a trial) with a leading
 member dimension on every parameter and buffer (φ: K × out × in); its input is then K × batch ×
