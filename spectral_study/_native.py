@@ -46,9 +46,13 @@ _error: str | None = None
 _builder: threading.Thread | None = None
 
 
+_ENABLED = _fused.switched_on("SPECTRAL_STUDY_NATIVE")  # read once, as _fused's switch
+
+
 def enabled() -> bool:
-    """Whether the op may be used (``SPECTRAL_STUDY_NATIVE=0`` switches it off)."""
-    return os.environ.get("SPECTRAL_STUDY_NATIVE", "1") not in ("0", "false", "no", "off")
+    """Whether the op may be used (``SPECTRAL_STUDY_NATIVE=0``, set before the package is
+    imported, switches it off)."""
+    return _ENABLED
 
 
 def op() -> Callable | None:

@@ -75,8 +75,10 @@ Tensor scratch_like(Tensor& slot, const Tensor& like) {
     slot = Tensor();  // the old one first: never both held
     slot = at::empty({like.numel()}, like.options());
   }
-  return slot.narrow(0, 0, like.numel()).view(like.sizes());
+  return (slot.numel() == like.numel() ? slot : slot.narrow(0, 0, like.numel())).view(like.sizes());
 }
+
+constexpr int64_t kFused = 1, kBias = 2;  // SpectralLinearFn's saved flags
 
 struct SpectralLinearFn : public torch::autograd::Function<SpectralLinearFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& phi, const Tensor& lambda_in,
@@ -98,8 +100,7 @@ struct SpectralLinearFn : public torch::autograd::Function<SpectralLinearFn> {
     } else {
       y = has_bias ? at::baddbmm(bias->unsqueeze(-2), x, weight.mT()) : at::bmm(x, weight.mT());
     }
-    ctx->saved_data["fused"] = k != nullptr;
-    ctx->saved_data["bias"] = has_bias;
+    ctx->saved_data["flags"] = (k != nullptr ? kFused : 0) | (has_bias ? kBias : 0);  // one entry: a hash each
     // W is kept only for ∂L/∂x: a network's first layer (input: the data) holds one φ-sized tensor less.
     ctx->save_for_backward({x, phi, lambda_in, lambda_out, keep_weight ? weight : Tensor()});
     return y;
@@ -110,20 +111,22 @@ struct SpectralLinearFn : public torch::autograd::Function<SpectralLinearFn> {
     const Tensor &x = saved[0], &phi = saved[1], &lambda_in = saved[2], &lambda_out = saved[3];
     const Tensor& weight = saved[4];
     const Tensor& grad = grads[0];
-    const bool has_bias = ctx->saved_data["bias"].toBool();
+    const int64_t flags = ctx->saved_data["flags"].toInt();
+    const bool has_bias = flags & kBias;
     const bool need_x = ctx->needs_input_grad(0), need_phi = ctx->needs_input_grad(1);
     const bool need_in = ctx->needs_input_grad(2), need_out = ctx->needs_input_grad(3);
     const bool need_bias = has_bias && ctx->needs_input_grad(4);
     Tensor grad_x, grad_phi, grad_in, grad_out, grad_bias;
-    if (need_x) grad_x = grad.matmul(weight);
+    const bool plain = phi.dim() == 2;  // 2-D: mm directly, which is what matmul runs for it
+    if (need_x) grad_x = plain ? grad.mm(weight) : grad.matmul(weight);
     if (need_phi || need_in || need_out) {
-      const Kernels* k = ctx->saved_data["fused"].toBool() ? fused_for(phi, lambda_in, lambda_out) : nullptr;
+      const Kernels* k = (flags & kFused) ? fused_for(phi, lambda_in, lambda_out) : nullptr;
       Tensor grad_weight;  // contiguous; fresh where it becomes ∂L/∂φ in place
       if (k != nullptr && !need_phi) {
         grad_weight = scratch_like(grad_scratch, phi);
         if (phi.dim() == 2) at::mm_out(grad_weight, grad.mT(), x); else at::bmm_out(grad_weight, grad.mT(), x);
       } else {
-        grad_weight = grad.mT().matmul(x);
+        grad_weight = plain ? grad.t().mm(x) : grad.mT().matmul(x);
       }
       if (k != nullptr) {
         const int64_t members = leading(phi), rows = phi.size(-2), cols = phi.size(-1);
@@ -170,7 +173,7 @@ struct ReceivingLinearFn : public torch::autograd::Function<ReceivingLinearFn> {
     const bool members = phi.dim() != 2, has_bias = bias.has_value() && bias->defined();
     Tensor scale = lambda_in.narrow(-1, 0, 1) - lambda_out;  // (..., out); no host sync to read c
     if (members) scale = scale.unsqueeze(-2);
-    const Tensor z = x.matmul(phi.mT());
+    const Tensor z = members ? x.matmul(phi.mT()) : x.mm(phi.t());  // 2-D: what matmul runs
     Tensor y = has_bias ? at::addcmul(members ? bias->unsqueeze(-2) : *bias, z, scale) : z * scale;
     ctx->saved_data["bias"] = has_bias;  // no bias: no fifth input for needs_input_grad to index
     // x φᵀ is kept only for ∂L/∂λ_out. (Not needs_input_grad: a call without any input that
@@ -186,8 +189,9 @@ struct ReceivingLinearFn : public torch::autograd::Function<ReceivingLinearFn> {
     Tensor grad_x, grad_phi, grad_out, grad_bias;
     if (ctx->needs_input_grad(0) || ctx->needs_input_grad(1)) {
       const Tensor h = grad * scale;
-      if (ctx->needs_input_grad(0)) grad_x = h.matmul(phi);
-      if (ctx->needs_input_grad(1)) grad_phi = h.mT().matmul(x);
+      const bool plain = phi.dim() == 2;  // 2-D: mm directly, which is what matmul runs for it
+      if (ctx->needs_input_grad(0)) grad_x = plain ? h.mm(phi) : h.matmul(phi);
+      if (ctx->needs_input_grad(1)) grad_phi = plain ? h.t().mm(x) : h.mT().matmul(x);
     }
     if (ctx->needs_input_grad(3)) grad_out = (grad * z).sum(-2).neg_();
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(4)) grad_bias = grad.sum(-2);

@@ -21,8 +21,9 @@ PATHS = ["native", "fused", "eager"]
 def path(request, monkeypatch):
     """Each test runs on the C++ op, on the Python function with the fused CPU loops (while the
     op builds, or without a C++ compiler) and on the eager fallback (GPUs, no compiler at all)."""
-    monkeypatch.setenv("SPECTRAL_STUDY_FUSED", "0" if request.param == "eager" else "1")
-    monkeypatch.setenv("SPECTRAL_STUDY_NATIVE", "1" if request.param == "native" else "0")
+    # The switches SPECTRAL_STUDY_FUSED and SPECTRAL_STUDY_NATIVE, as read at import.
+    monkeypatch.setattr(_fused, "_ENABLED", request.param != "eager")
+    monkeypatch.setattr(_native, "_ENABLED", request.param == "native")
     if request.param != "eager":
         assert _fused.usable(torch.zeros(2, 2)), "the fused loops should build on this machine (a C compiler)"
     if request.param == "native":
@@ -198,7 +199,7 @@ def test_fused_and_eager_paths_agree_and_are_deterministic(monkeypatch):
     x = torch.rand(32, 600, generator=torch.Generator().manual_seed(10))
 
     def run(flag: str, threads: int = 1):
-        monkeypatch.setenv("SPECTRAL_STUDY_FUSED", flag)
+        monkeypatch.setattr(_fused, "_ENABLED", flag == "1")  # SPECTRAL_STUDY_FUSED=flag
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -298,7 +299,7 @@ def test_the_layer_uses_the_cpp_op_once_built_and_trains_to_the_same_bits(monkey
     assert _native.load() is not None, _native.status()
 
     def train(native: str):
-        monkeypatch.setenv("SPECTRAL_STUDY_NATIVE", native)
+        monkeypatch.setattr(_native, "_ENABLED", native == "1")  # SPECTRAL_STUDY_NATIVE=native
         g = torch.Generator().manual_seed(4)
         first = SpectralLinear(40, 300, eigenvalues=eigenvalues, generator=g)
         second = SpectralLinear(300, 10, eigenvalues=eigenvalues, generator=g)
