@@ -26,14 +26,14 @@ Speed (benchmarks/layer_speed.py measures it against `nn.Linear`):
   built, the Python function until then, the same bits.
 
 What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; two runs of
-benchmarks/layer_speed.py on this code): with both sets 1.10–1.14x at N = 128, 1.08–1.12x at
-512, 1.07–1.11x at 2048; the receiving set 1.02–1.13x (0.60–0.68x when φ is frozen: no ∂L/∂φ
-product). Two parts, about equal at N = 128 (~80 µs a step there, of ~1.2 ms):
+benchmarks/layer_speed.py on this code): with both sets 1.09–1.13x at N = 128, 1.08–1.12x at
+512, 1.06–1.09x at 2048; the receiving set 1.06–1.13x (0.61–0.70x when φ is frozen: no ∂L/∂φ
+product). Two parts of about equal size at N = 128 (~50 µs each a step, of ~1.2 ms):
   - a fixed cost a step, measured on a 3 × 3 layer where the work is nil (steps in alternation):
-    against `F.linear`, +13 µs to call an op through the dispatcher, +11 µs for a C++ autograd
-    Function, +15 µs for two more parameters (their gradients, their AccumulateGrad nodes) and
-    +29 µs for the op's own bookkeeping; the module adds its Python (switches, four
-    parameters) on top;
+    43–57 µs over nn.Linear's step. Against `F.linear` (before this code's trims of ~20 µs):
+    +13 µs to call an op through the dispatcher, +11 µs for a C++ autograd Function, +15 µs
+    for two more parameters (their gradients, their AccumulateGrad nodes), the rest the op's
+    own bookkeeping and the module's Python;
   - the two passes over φ-sized memory. benchmarks/layer_phases.py shows them (it replays the
     Python function): inside a real step they read φ from memory, not cache (the products in
     between evict it). At N = 128 the W pass takes 83–144 µs in a step and 30–48 µs when
