@@ -58,20 +58,21 @@ def enabled() -> bool:
 def op() -> Callable | None:
     """``torch.ops.spectral_study.linear`` once it is built and loaded, else None (the first call
     starts the build in the background)."""
-    if not enabled():
-        return None
-    if _state == "idle":
-        _start()
-    return _op
+    return _op if _started() else None
 
 
 def receiving_op() -> Callable | None:
-    """``torch.ops.spectral_study.receiving_linear`` (the receiving set, see `op`)."""
-    if not enabled():
-        return None
+    """``torch.ops.spectral_study.receiving_linear`` (the receiving set), as `op`."""
+    return _receiving_op if _started() else None
+
+
+def _started() -> bool:
+    """False when switched off; else starts the build on the first call (both ops are one library)."""
+    if not _ENABLED:
+        return False
     if _state == "idle":
         _start()
-    return _receiving_op
+    return True
 
 
 def load(timeout: float | None = None) -> Callable | None:

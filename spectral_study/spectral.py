@@ -27,7 +27,7 @@ Speed (benchmarks/layer_speed.py measures it against `nn.Linear`):
 
 What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; two runs of
 benchmarks/layer_speed.py on this code): with both sets 1.09–1.13x at N = 128, 1.08–1.12x at
-512, 1.06–1.09x at 2048; the receiving set 1.06–1.13x (0.61–0.70x when φ is frozen: no ∂L/∂φ
+512, 1.06–1.09x at 2048; the receiving set 1.05–1.13x (0.61–0.70x when φ is frozen: no ∂L/∂φ
 product). Two parts of about equal size at N = 128 (~50 µs each a step, of ~1.2 ms):
   - a fixed cost a step, measured on a 3 × 3 layer where the work is nil (steps in alternation):
     43–57 µs over nn.Linear's step. Against `F.linear` (before this code's trims of ~20 µs):

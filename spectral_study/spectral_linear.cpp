@@ -124,7 +124,7 @@ struct SpectralLinearFn : public torch::autograd::Function<SpectralLinearFn> {
       Tensor grad_weight;  // contiguous; fresh where it becomes ∂L/∂φ in place
       if (k != nullptr && !need_phi) {
         grad_weight = scratch_like(grad_scratch, phi);
-        if (phi.dim() == 2) at::mm_out(grad_weight, grad.mT(), x); else at::bmm_out(grad_weight, grad.mT(), x);
+        if (plain) at::mm_out(grad_weight, grad.mT(), x); else at::bmm_out(grad_weight, grad.mT(), x);
       } else {
         grad_weight = plain ? grad.t().mm(x) : grad.mT().matmul(x);
       }
