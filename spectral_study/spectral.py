@@ -26,8 +26,8 @@ Speed (benchmarks/layer_speed.py measures it against `nn.Linear`):
   built, the Python function until then, the same bits.
 
 What is left over `nn.Linear` (784→N, batch 256, 2 threads, a 2-core machine; two runs of
-benchmarks/layer_speed.py on this code): with both sets 1.09–1.13x at N = 128, 1.08–1.12x at
-512, 1.06–1.09x at 2048; the receiving set 1.05–1.13x (0.61–0.70x when φ is frozen: no ∂L/∂φ
+benchmarks/layer_speed.py on this code): with both sets 1.08–1.14x at N = 128, 1.07–1.12x at
+512, 1.06–1.08x at 2048; the receiving set 1.02–1.12x (0.57–0.69x when φ is frozen: no ∂L/∂φ
 product). Two parts of about equal size at N = 128 (~50 µs each a step, of ~1.2 ms):
   - a fixed cost a step, measured on a 3 × 3 layer where the work is nil (steps in alternation):
     43–57 µs over nn.Linear's step. Against `F.linear` (before this code's trims of ~20 µs):
@@ -36,9 +36,14 @@ product). Two parts of about equal size at N = 128 (~50 µs each a step, of ~1.2
     own bookkeeping and the module's Python;
   - the two passes over φ-sized memory. benchmarks/layer_phases.py shows them (it replays the
     Python function): inside a real step they read φ from memory, not cache (the products in
-    between evict it). At N = 128 the W pass takes 83–144 µs in a step and 30–48 µs when
-    repeated at once on the same φ; at N = 2048 both passes run at about this machine's memory
-    speed (~15 GB/s).
+    between evict it). In one run (both modes with trained eigenvalues) the W pass took 66–68
+    µs in a step at N = 128 and 17–19 µs repeated at once on the same φ; 238–252 against
+    80–91 µs at 512; at N = 2048 both passes run at about this machine's memory speed
+    (~15 GB/s). They are bound by that speed, not by latency: software prefetching in
+    the loops changed nothing, and building W in row blocks small enough to stay in cache,
+    each multiplied at once, was slower than one W pass and one product (every block's product
+    packs x again). Only a matrix product of our own that scales φ while it packs it would
+    drop the W pass.
 
 Members: a layer may hold K independent copies ("members", each seed of a trial) with a leading
 member dimension on every parameter and buffer (φ: K × out × in); its input is then K × batch ×
