@@ -40,7 +40,7 @@ product). Two parts of about equal size at N = 128 (~50 µs each a step, of ~1.2
     µs in a step at N = 128 and 17–19 µs repeated at once on the same φ; 238–252 against
     80–91 µs at 512; at N = 2048 both passes run at about this machine's memory speed
     (~15 GB/s). They are bound by that speed, not by latency: software prefetching in
-    the loops changed nothing, and building W in row blocks small enough to stay in cache,
+    the loops changed little, and building W in row blocks small enough to stay in cache,
     each multiplied at once, was slower than one W pass and one product (every block's product
     packs x again). Only a matrix product of our own that scales φ while it packs it would
     drop the W pass.
