@@ -80,6 +80,10 @@ Tensor scratch_like(Tensor& slot, const Tensor& like) {
 
 constexpr int64_t kFused = 1, kBias = 2;  // SpectralLinearFn's saved flags
 
+// a · b: mm directly for 2-D operands (what matmul runs for them, so the same bits, without
+// matmul's dispatch), matmul for members' batched operands.
+Tensor product(const Tensor& a, const Tensor& b) { return a.dim() == 2 ? a.mm(b) : a.matmul(b); }
+
 struct SpectralLinearFn : public torch::autograd::Function<SpectralLinearFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& phi, const Tensor& lambda_in,
                         const Tensor& lambda_out, const std::optional<Tensor>& bias) {
@@ -117,16 +121,15 @@ struct SpectralLinearFn : public torch::autograd::Function<SpectralLinearFn> {
     const bool need_in = ctx->needs_input_grad(2), need_out = ctx->needs_input_grad(3);
     const bool need_bias = has_bias && ctx->needs_input_grad(4);
     Tensor grad_x, grad_phi, grad_in, grad_out, grad_bias;
-    const bool plain = phi.dim() == 2;  // 2-D: mm directly, which is what matmul runs for it
-    if (need_x) grad_x = plain ? grad.mm(weight) : grad.matmul(weight);
+    if (need_x) grad_x = product(grad, weight);
     if (need_phi || need_in || need_out) {
       const Kernels* k = (flags & kFused) ? fused_for(phi, lambda_in, lambda_out) : nullptr;
       Tensor grad_weight;  // contiguous; fresh where it becomes ∂L/∂φ in place
       if (k != nullptr && !need_phi) {
         grad_weight = scratch_like(grad_scratch, phi);
-        if (plain) at::mm_out(grad_weight, grad.mT(), x); else at::bmm_out(grad_weight, grad.mT(), x);
+        if (phi.dim() == 2) at::mm_out(grad_weight, grad.mT(), x); else at::bmm_out(grad_weight, grad.mT(), x);
       } else {
-        grad_weight = plain ? grad.t().mm(x) : grad.mT().matmul(x);
+        grad_weight = product(grad.mT(), x);
       }
       if (k != nullptr) {
         const int64_t members = leading(phi), rows = phi.size(-2), cols = phi.size(-1);
@@ -173,7 +176,7 @@ struct ReceivingLinearFn : public torch::autograd::Function<ReceivingLinearFn> {
     const bool members = phi.dim() != 2, has_bias = bias.has_value() && bias->defined();
     Tensor scale = lambda_in.narrow(-1, 0, 1) - lambda_out;  // (..., out); no host sync to read c
     if (members) scale = scale.unsqueeze(-2);
-    const Tensor z = members ? x.matmul(phi.mT()) : x.mm(phi.t());  // 2-D: what matmul runs
+    const Tensor z = product(x, phi.mT());
     Tensor y = has_bias ? at::addcmul(members ? bias->unsqueeze(-2) : *bias, z, scale) : z * scale;
     ctx->saved_data["bias"] = has_bias;  // no bias: no fifth input for needs_input_grad to index
     // x φᵀ is kept only for ∂L/∂λ_out. (Not needs_input_grad: a call without any input that
@@ -189,9 +192,8 @@ struct ReceivingLinearFn : public torch::autograd::Function<ReceivingLinearFn> {
     Tensor grad_x, grad_phi, grad_out, grad_bias;
     if (ctx->needs_input_grad(0) || ctx->needs_input_grad(1)) {
       const Tensor h = grad * scale;
-      const bool plain = phi.dim() == 2;  // 2-D: mm directly, which is what matmul runs for it
-      if (ctx->needs_input_grad(0)) grad_x = plain ? h.mm(phi) : h.matmul(phi);
-      if (ctx->needs_input_grad(1)) grad_phi = plain ? h.t().mm(x) : h.mT().matmul(x);
+      if (ctx->needs_input_grad(0)) grad_x = product(h, phi);
+      if (ctx->needs_input_grad(1)) grad_phi = product(h.mT(), x);
     }
     if (ctx->needs_input_grad(3)) grad_out = (grad * z).sum(-2).neg_();
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(4)) grad_bias = grad.sum(-2);
